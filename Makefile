@@ -1,0 +1,33 @@
+# Two entry points for a fresh Debian/Ubuntu machine: `make run` and `make test`.
+# Both run the idempotent set-up first (system libjpeg-turbo, .venv, pinned packages).
+SHELL := /bin/bash
+VENV := .venv
+export DVC_NO_ANALYTICS := 1
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run test repro ui lock clean
+
+setup:
+	@bash scripts/setup.sh
+
+## run: set-up + the whole pipeline on the embedded default (dvc repro), then where results are
+run: setup
+	@bash scripts/run_pipeline.sh
+
+## test: set-up + the whole test suite (unit, data, model, end-to-end)
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+## ui: the MLflow UI on the local store at http://127.0.0.1:5000
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+## lock: re-resolve the direct dependencies and rewrite requirements.lock (maintainers only)
+lock:
+	rm -rf /tmp/cajnn-lock && python3 -m venv /tmp/cajnn-lock
+	/tmp/cajnn-lock/bin/pip install -q --upgrade pip
+	/tmp/cajnn-lock/bin/pip install -q -e '.[test]'
+	/tmp/cajnn-lock/bin/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock
+
+clean:
+	rm -rf data/raw data/patches models reports runs mlflow

@@ -1,0 +1,51 @@
+"""Named CAJNN configurations and a builder with validated overrides.
+
+``paper`` is the configuration of section III-A (14,884,419 parameters, see SPEC "Network");
+``cpu-small`` keeps the ASPP / RRDB / PixelShuffle structure at a width and depth that trains on a
+2-core CPU in minutes; ``micro`` is for tests only.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .cajnn_arch import CAJNN
+
+_PAPER: dict[str, Any] = {
+    "nf": 64,
+    "num_blocks": 20,
+    "growth": 32,
+    "scale": 4,
+    "context": "aspp",
+    "upsampler": "pixelshuffle",
+    "global_skip": True,
+    "aux_lr_head": False,
+    "in_ch": 3,
+}
+
+#: Full constructor kwargs for each preset (copy before mutating; ``build_model`` does).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(_PAPER),
+    "cpu-small": {**_PAPER, "nf": 32, "num_blocks": 2, "growth": 16},
+    "micro": {**_PAPER, "nf": 8, "num_blocks": 1, "growth": 4},
+}
+
+_ARG_NAMES: tuple[str, ...] = tuple(inspect.signature(CAJNN.__init__).parameters)[1:]
+
+
+def build_model(preset: str = "paper", **overrides: Any) -> CAJNN:
+    """Build ``CAJNN(**PRESETS[preset])`` with ``overrides`` applied on top.
+
+    Raises ``ValueError`` for an unknown preset name or override key (the message lists the valid
+    ones); invalid override values are reported by :class:`CAJNN` itself.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; known presets: {sorted(PRESETS)}")
+    unknown = sorted(set(overrides) - set(_ARG_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown CAJNN argument(s) {unknown} for preset {preset!r}; "
+            f"allowed: {list(_ARG_NAMES)}"
+        )
+    return CAJNN(**{**PRESETS[preset], **overrides})

@@ -1,0 +1,109 @@
+"""Robust image loading shared by every stage and the CLI.
+
+Every image becomes 8-bit RGB (H, W, 3) uint8, or the loader raises :class:`ImageLoadError`
+with a reason a user can act on. Callers that process many files catch it, count the file as
+skipped with its reason, and carry on: one bad file never stops a batch.
+
+Conversions: EXIF orientation is applied; L/LA/P/CMYK/I;16/I/F modes become RGB; an alpha
+channel is composited on **white** (web images with transparency are usually shown on white
+pages); 16-bit images are scaled to 8 bits.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+# Pillow's own bomb limit is ~89 MP (warning) / 179 MP (error); an 2K-photo pipeline has no
+# business with anything near that, so refuse above this many pixels.
+MAX_PIXELS = 64_000_000
+
+
+class ImageLoadError(Exception):
+    """An input could not be turned into an RGB image; `reason` says why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read `path` as an (H, W, 3) uint8 RGB array, EXIF orientation applied."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageLoadError(path, f"cannot read file ({exc.strerror})") from None
+    if size == 0:
+        raise ImageLoadError(path, "empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageLoadError(
+                        path, f"{w}x{h} is over the {max_pixels:,}-pixel limit (decompression bomb?)"
+                    )
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                rgb = _to_rgb(img)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not an image file (format not recognised)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(path, f"decompression bomb refused ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None
+    arr = np.asarray(rgb, dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
+        raise ImageLoadError(path, f"unexpected decoded shape {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under `folder` (recursive, sorted, by suffix), for deterministic order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def save_rgb(arr: np.ndarray, path: str | os.PathLike, **save_kwargs) -> None:
+    """Write an RGB uint8 array atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image format for suffix {path.suffix!r}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            Image.fromarray(arr).save(fh, format=fmt, **save_kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,1 @@
+"""Serving CAJNN through MLflow (pyfunc, registry, promotion)."""

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian/Ubuntu machine: system libjpeg-turbo, .venv, pinned installs.
+# Called by `make run` and `make test`; a second call does only cheap checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+STAMP="$VENV/.installed"
+
+# 1. libjpeg-turbo's TurboJPEG API (PyTurboJPEG loads it with ctypes at run time).
+if ! ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing libturbojpeg0 (libjpeg-turbo) with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libturbojpeg0 >/dev/null
+  else
+    echo "setup: libjpeg-turbo's TurboJPEG library is missing." >&2
+    echo "       Install it as root:  sudo apt-get install -y libturbojpeg0   (Debian/Ubuntu)" >&2
+    echo "       or:                  sudo dnf install turbojpeg              (Fedora)" >&2
+    exit 1
+  fi
+fi
+
+# 2. The virtualenv and the pinned packages. The stamp holds the hash of the lock and project
+#    files, so that editing either reinstalls and nothing else does.
+want="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+start=$(date +%s)
+"$VENV/bin/python" -m pip install -q --upgrade pip
+# torch is pinned to the CPU build's version; on a CUDA machine pip takes the CUDA wheel of the
+# same version. The lock was produced by `pip freeze` from one resolve (see Makefile `lock`).
+"$VENV/bin/python" -m pip install -q -r requirements.lock
+"$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
+echo "$want" > "$STAMP"
+echo "setup: installed pinned dependencies in $(( $(date +%s) - start )) s"
