@@ -1,0 +1,162 @@
+"""End-to-end: a real `dvc repro` of the five stages (real Ray, real MLflow sqlite store) on
+the micro preset, in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ["fetch", "degrade", "train", "evaluate", "register"]
+TOP_LEVEL_SKIP = {".venv", ".git", "data", "models", "reports", "runs", "mlflow", ".pytest_cache"}
+
+
+def IGNORE(directory: str, names: list[str]) -> set[str]:
+    """Copy sources only: no venv, git history, pipeline outputs or caches."""
+    skip = {n for n in names if n == "__pycache__"}
+    if Path(directory) == REPO:
+        skip |= TOP_LEVEL_SKIP & set(names)
+    if Path(directory) == REPO / ".dvc":
+        skip |= {"tmp", "cache"} & set(names)
+    return skip
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    env.setdefault("GIT_AUTHOR_NAME", "test"); env.setdefault("GIT_AUTHOR_EMAIL", "test@localhost")
+    env.setdefault("GIT_COMMITTER_NAME", "test"); env.setdefault("GIT_COMMITTER_EMAIL", "test@localhost")
+    return env
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 600) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}"
+    return out
+
+
+def _ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("proj") / "cajnn"
+    shutil.copytree(REPO, root, ignore=IGNORE)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["preset"] = "micro"
+    params["ray"]["num_cpus"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], root)
+    _run(["git", "add", "-A"], root)
+    _run(["git", "commit", "-qm", "copy"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_repro(project) -> str:
+    return _run(["dvc", "repro"], project)
+
+
+def test_repro_runs_all_five_stages_and_writes_outputs(project, first_repro):
+    assert _ran(first_repro) == STAGES
+
+    from cajnn.weights import load_weights
+
+    model = load_weights(project / "models" / "cajnn.safetensors")
+    assert model.config["nf"] == 8  # the micro preset was used
+
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    for qf in (10, 20, 40):
+        for method in ("bicubic", "cajnn"):
+            value = metrics[f"holdout/qf{qf}/{method}/psnr_y"]
+            assert 10.0 < value < 60.0
+    table = (project / "reports" / "table.md").read_text()
+    assert table.count("| CAJNN |") == 3
+    curve = (project / "models" / "train_curve.csv").read_text().splitlines()
+    assert curve[0] == "iteration,loss,lr" and curve[-1].startswith("12,")
+    manifest = json.loads((project / "data" / "patches" / "manifest.json").read_text())
+    assert manifest["images"] == 7 and manifest["patches"] > 0 and manifest["skipped"] == []
+
+
+def test_registry_has_champion_that_enhances(project, first_repro):
+    import mlflow
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    record = json.loads((project / "reports" / "registry.json").read_text())
+    assert record["version"] == 1 and record["champion"] == 1
+    uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mv = client.get_model_version_by_alias("cajnn", "champion")
+    assert str(mv.version) == "1"
+    assert json.loads(mv.tags["eval_psnr_y"]).keys() == {"holdout/qf10", "holdout/qf20", "holdout/qf40"}
+    run = client.get_run(record["run_id"])
+    assert "eval/holdout.qf10.cajnn.psnr_y" in run.data.metrics
+    assert run.data.tags["data_manifest_sha256"]
+
+    import base64
+    import io
+
+    from PIL import Image
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model("models:/cajnn@champion")
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (13, 17, 3), dtype=np.uint8)).save(buf, "PNG")
+    out = pyfunc.predict(pd.DataFrame({"image": [base64.b64encode(buf.getvalue()).decode()]}))
+    assert (int(out["width"][0]), int(out["height"][0])) == (68, 52)
+    img = Image.open(io.BytesIO(base64.b64decode(out["image"][0])))
+    assert img.size == (68, 52)
+
+
+def test_second_repro_is_a_no_op_and_dvc_reports(project, first_repro):
+    out = _run(["dvc", "repro"], project)
+    assert _ran(out) == []
+    dag = _run(["dvc", "dag"], project)
+    assert all(s in dag for s in STAGES)
+    shown = _run(["dvc", "metrics", "show"], project)
+    assert "holdout/qf10/cajnn/psnr_y" in shown or "psnr_y" in shown
+
+
+def test_changing_a_train_param_reruns_train_and_after_only(project, first_repro):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["seed"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run(["dvc", "repro"], project)
+    assert _ran(out) == ["train", "evaluate", "register"]
+    record = json.loads((project / "reports" / "registry.json").read_text())
+    assert record["version"] == 2
+    assert record["decision"]["champion_mean"] is not None  # compared with version 1
+
+
+def test_cli_enhance_folder_with_a_corrupt_file(project, first_repro, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copy(project / "data" / "raw" / "sample-holdout" / "chelsea.png", src / "a.png")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cajnn.cli", "enhance", str(src), "-o", str(tmp_path / "out"),
+         "--weights", str(project / "models" / "cajnn.safetensors"), "--tile", "64"],
+        capture_output=True, text=True, env=_env(), timeout=300,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "broken.jpg" in proc.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "out" / "a.png").size == (451 * 4, 300 * 4)
