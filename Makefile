@@ -27,7 +27,7 @@ lock:
 	rm -rf /tmp/cajnn-lock && python3 -m venv /tmp/cajnn-lock
 	/tmp/cajnn-lock/bin/pip install -q --upgrade pip
 	/tmp/cajnn-lock/bin/pip install -q -e '.[test]'
-	/tmp/cajnn-lock/bin/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock
+	/tmp/cajnn-lock/bin/pip freeze --all --exclude-editable | grep -v '^pip==' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock
 
 clean:
 	rm -rf data/raw data/patches models reports runs mlflow

@@ -8,6 +8,7 @@ types are rejected with a message naming the key, so that a typo in `params.yaml
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,6 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `2e-4` (no dot) as a string; DVC (YAML 1.2) reads it as a number.
+    Agree with DVC so that `dvc exp run -S train.lr=2e-4` means what it says."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(path: Path) -> Any:
+    with path.open() as fh:
+        return yaml.load(fh, Loader=_Loader)
 
 
 class ConfigError(ValueError):
@@ -208,6 +226,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # `iterations: 1e6`
     if tp is str and isinstance(value, bool):
         # YAML reads `true`/`false` as booleans; for string options keep their text.
         return "true" if value else "false"
@@ -244,15 +264,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such parameters file (run from the repository root)")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+    data = read_yaml(path) or {}
     preset = data.get("preset", "embedded")
     preset_file = path.parent / "presets" / f"{preset}.yaml"
     if not preset_file.is_file():
         known = sorted(p.stem for p in (path.parent / "presets").glob("*.yaml"))
         raise ConfigError(f"preset {preset!r}: no {preset_file} (known presets: {', '.join(known) or 'none'})")
-    with preset_file.open() as fh:
-        data = deep_merge(data, yaml.safe_load(fh) or {})
+    data = deep_merge(data, read_yaml(preset_file) or {})
     return from_dict(Params, data)
 
 

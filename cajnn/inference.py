@@ -30,13 +30,13 @@ def _forward(model: nn.Module, x: torch.Tensor, self_ensemble: bool) -> torch.Te
 
 
 def _tiled(model: nn.Module, x: torch.Tensor, scale: int, tile: int, overlap: int, self_ensemble: bool) -> torch.Tensor:
-    """Run on overlapping LR tiles and keep each tile's centre, so seams see full context."""
+    """Cut the LR image into `tile` x `tile` regions, run each with `overlap` pixels of extra
+    context on every side and keep only the region: seams then see (nearly) full context."""
     _, c, h, w = x.shape
     out = torch.empty((1, c, h * scale, w * scale), dtype=x.dtype, device=x.device)
-    step = max(tile - 2 * overlap, 1)
-    for y0 in range(0, h, step):
-        for x0 in range(0, w, step):
-            y1, x1 = min(y0 + step, h), min(x0 + step, w)  # region this tile is responsible for
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)  # region this tile is responsible for
             ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
             yb, xb = min(y1 + overlap, h), min(x1 + overlap, w)
             sr = _forward(model, x[:, :, ya:yb, xa:xb], self_ensemble)
@@ -57,8 +57,9 @@ def enhance(
 ) -> np.ndarray:
     """LR uint8 RGB (array or PIL image) -> HR uint8 RGB array, `scale` times larger.
 
-    `tile` (LR pixels) bounds memory for large inputs; `overlap` LR pixels of context are
-    added on each side of every tile and discarded after the forward pass.
+    `tile` (LR pixels) bounds memory for large inputs: each forward pass sees at most
+    (tile + 2*overlap)^2 LR pixels; the `overlap` pixels of context on each side are
+    discarded after the pass.
     """
     arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
@@ -70,7 +71,7 @@ def enhance(
     net.eval().to(dev)
     try:
         with torch.inference_mode():
-            x = torch.from_numpy(np.array(arr, copy=not arr.flags.writeable, order="C")).permute(2, 0, 1)[None].float().div_(255.0).to(dev)
+            x = torch.from_numpy(np.array(arr, order="C", copy=True)).permute(2, 0, 1)[None].float().div_(255.0).to(dev)
             if tile and max(arr.shape[:2]) > tile:
                 y = _tiled(net, x, scale, tile, overlap, self_ensemble)
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +26,9 @@ def stage(name: str) -> Iterator[Params]:
         params = load_params(ROOT / "params.yaml")
         yield params
     except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"[{name}] error: {exc}", file=sys.stderr)
+        if os.environ.get("CAJNN_DEBUG"):
+            raise
+        print(f"[{name}] error: {exc}  (CAJNN_DEBUG=1 shows the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
     print(f"[{name}] done in {time.perf_counter() - t0:.1f} s")
 
@@ -44,6 +47,24 @@ def init_ray(cfg: RayConfig) -> None:
     else:
         kwargs["address"] = cfg.address
     ray.init(**kwargs)
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Build an output folder beside its final place and swap it in only on success, so a
+    failed or interrupted stage never leaves a half-written output behind."""
+    partial = final.with_name(f".{final.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
 
 
 def write_json(path: Path, data: Any) -> None:

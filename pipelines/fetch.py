@@ -7,9 +7,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from cajnn.config import FetchConfig
 from cajnn.data.image_io import ImageLoadError, list_images, load_rgb, save_rgb
 from cajnn.data.sample import SAMPLE_IMAGES, load_sample
-from pipelines._common import ROOT, stage, write_json
+from pipelines._common import ROOT, stage, staged_dir, write_json
 
 LOCAL_PREFIX = "local:"
 
@@ -54,28 +55,31 @@ def fetch_local(dest: Path, folder: Path) -> tuple[list[dict], list[dict]]:
 def main() -> None:
     with stage("fetch") as params:
         cfg = params.fetch
-        dest = ROOT / cfg.dest
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir(parents=True)
-        files, skipped = [], []
-        for source in cfg.sources:
-            if source == "sample":
-                files += fetch_sample(dest, cfg.holdout)
-            elif source.startswith(LOCAL_PREFIX):
-                got, bad = fetch_local(dest, (ROOT / source[len(LOCAL_PREFIX):]).resolve())
-                files += got
-                skipped += bad
-            else:
-                raise ValueError(
-                    f"fetch source {source!r} is not supported by this version: use 'sample' or "
-                    f"'{LOCAL_PREFIX}PATH' (a folder of HR images you downloaded yourself)"
-                )
-        write_json(dest / "manifest.json", {"sources": cfg.sources, "files": files, "skipped": skipped})
+        with staged_dir(ROOT / cfg.dest) as dest:
+            files, skipped = collect(cfg, dest)
         datasets = sorted({f["dataset"] for f in files})
         print(f"[fetch] {len(files)} images in {', '.join(datasets)} under {cfg.dest}; {len(skipped)} skipped")
         for s in skipped:
             print(f"[fetch] skipped {s['file']}: {s['reason']}", file=sys.stderr)
+
+
+def collect(cfg: FetchConfig, dest: Path) -> tuple[list[dict], list[dict]]:
+    """Fetch every configured source into `dest` and write the manifest."""
+    files, skipped = [], []
+    for source in cfg.sources:
+        if source == "sample":
+            files += fetch_sample(dest, cfg.holdout)
+        elif source.startswith(LOCAL_PREFIX):
+            got, bad = fetch_local(dest, (ROOT / source[len(LOCAL_PREFIX):]).resolve())
+            files += got
+            skipped += bad
+        else:
+            raise ValueError(
+                f"fetch source {source!r} is not supported by this version: use 'sample' or "
+                f"'{LOCAL_PREFIX}PATH' (a folder of HR images you downloaded yourself)"
+            )
+    write_json(dest / "manifest.json", {"sources": cfg.sources, "files": files, "skipped": skipped})
+    return files, skipped
 
 
 if __name__ == "__main__":

@@ -37,7 +37,12 @@ class ImageLoadError(Exception):
 def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        # 16-bit modes always span 0..65535 (a dark image stays dark); for 32-bit int/float
+        # images, whose range Pillow does not define, guess it from the data.
+        if img.mode.startswith("I;16") or arr.max(initial=0) > 255:
+            peak = 65535.0
+        else:
+            peak = 255.0
         arr = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
     if img.mode == "P" and "transparency" in img.info:

@@ -40,7 +40,7 @@ def decide_promotion(
     if not challenger:
         raise ValueError("challenger has no evaluation metrics")
     c_mean = float(np.mean(list(challenger.values())))
-    if not champion:
+    if champion is None:
         return Decision(True, "first model: no champion yet", c_mean, None, None)
     common = sorted(set(challenger) & set(champion))
     if not common:

@@ -152,11 +152,6 @@ def test_16bit_png_scaled_to_8_bits(tmp_path):
         np.testing.assert_array_equal(out[..., c], expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _to_rgb guesses the peak from the data (max > 255 ? 65535 : 255), so a dark "
-    "16-bit (I;16) image whose values are all <= 255 is not scaled down and comes out ~257x too bright",
-)
 def test_dark_16bit_png_is_still_scaled_from_16_bits(tmp_path):
     vals = np.array([[0, 100], [200, 255]], np.uint16)  # at most 0.4% of the 16-bit range
     Image.fromarray(vals).save(tmp_path / "dark.png")

@@ -161,11 +161,6 @@ def test_yaml_booleans_kept_as_text_for_string_options(tmp_path):
     assert load_params(path).train.use_gpu == "true"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PyYAML (YAML 1.1) reads `2e-4` (no dot) as a string, so `lr: 2e-4` in params.yaml "
-    "is rejected with 'expected float'",
-)
 def test_exponent_float_without_dot(tmp_path):
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "embedded.yaml").write_text("{}\n")

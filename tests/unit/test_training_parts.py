@@ -17,6 +17,17 @@ from cajnn.training.checkpoint import META_FILE, STATE_FILE, load_training_state
 from cajnn.training.losses import CharbonnierLoss, build_loss
 from cajnn.training.step import NonFiniteLossError, StepGuard, train_step
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # tiny tensors: threads only add overhead, and OpenMP spin-waiting is very slow on a busy
+    # 2-core machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # --- augmentation -----------------------------------------------------------------------------
 
 
@@ -191,13 +202,16 @@ def test_train_step_reduces_loss():
     torch.manual_seed(0)
     model = build_model("micro")
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     loss_fn = build_loss("l1")
     guard = StepGuard()
-    lr, hr = _tiny_batch()
-    losses = [train_step(model, opt, loss_fn, lr, hr, guard) for _ in range(15)]
+    lr, _ = _tiny_batch()
+    # a learnable target: an affine function of the bilinear upsampling of the input
+    hr = F.interpolate(lr, scale_factor=4, mode="bilinear", align_corners=False) * 0.5 + 0.3
+    losses = [train_step(model, opt, loss_fn, lr, hr, guard) for _ in range(20)]
     assert all(isinstance(v, float) for v in losses)
-    assert losses[-1] < 0.9 * losses[0]
+    assert losses[-1] < 0.7 * losses[0]
+    assert max(losses[-5:]) < losses[0]
     assert guard.skipped == 0
 
 
