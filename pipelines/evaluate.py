@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -34,9 +33,8 @@ def side_by_side(lr: np.ndarray, images: dict[str, np.ndarray], scale: int) -> n
 
 def main() -> None:
     with stage("evaluate") as params:
-        from mlflow import MlflowClient
-
         from cajnn.weights import load_weights
+        from mlflow import MlflowClient
 
         cfg = params.evaluate
         out = ROOT / cfg.out

@@ -27,8 +27,9 @@ def run_key(train_cfg: dict, manifest_sha: str) -> str:
 
 def mlflow_run_for(experiment_id: str, key: str, params: dict, tags: dict) -> str:
     """Resume the unfinished MLflow run of this training key, or create a new one."""
-    from mlflow import MlflowClient
     from mlflow.entities import Param
+
+    from mlflow import MlflowClient
 
     client = MlflowClient()
     found = client.search_runs(
@@ -47,12 +48,11 @@ def mlflow_run_for(experiment_id: str, key: str, params: dict, tags: dict) -> st
 
 def main() -> None:
     with stage("train") as params:
-        from mlflow import MlflowClient
-
         from cajnn.archs import build_model
         from cajnn.training.checkpoint import load_training_state
         from cajnn.training.ray_trainer import fit
         from cajnn.weights import save_weights
+        from mlflow import MlflowClient
 
         cfg = params.train
         out = ROOT / cfg.out

@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import io
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 from PIL import Image, ImageOps
+
+import mlflow
 
 
 class CAJNNPyfunc(PythonModel):

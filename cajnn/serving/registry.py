@@ -76,9 +76,10 @@ def requirements() -> list[str]:
 
 def log_pyfunc(weights: Path, run_id: str) -> str:
     """Log the model (safetensors + JSON config as artifacts) to `run_id`; returns its URI."""
-    import mlflow
     from mlflow.models.signature import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    import mlflow
 
     config = weights.with_suffix(".json")
     example = _example_input()
@@ -102,8 +103,9 @@ def log_pyfunc(weights: Path, run_id: str) -> str:
 
 def champion_metrics(name: str) -> tuple[str | None, dict[str, float] | None]:
     """The champion's version and its recorded evaluation metrics, if there is one."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
+
+    from mlflow import MlflowClient
 
     client = MlflowClient()
     try:

@@ -94,8 +94,9 @@ def test_repro_runs_all_five_stages_and_writes_outputs(project, first_repro):
 
 
 def test_registry_has_champion_that_enhances(project, first_repro):
-    import mlflow
     import pandas as pd
+
+    import mlflow
     from mlflow import MlflowClient
 
     record = json.loads((project / "reports" / "registry.json").read_text())

@@ -24,13 +24,7 @@ from cajnn.evaluation import (
 )
 from cajnn.metrics import psnr_y
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def photo(h: int, w: int, seed: int) -> np.ndarray:

@@ -12,15 +12,7 @@ from torch.nn import functional as F
 from cajnn.archs import build_model
 from cajnn.inference import enhance, resolve_device
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny tensors: threads only add overhead, and OpenMP spin-waiting is very slow on a busy
-    # 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

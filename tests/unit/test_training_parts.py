@@ -17,15 +17,7 @@ from cajnn.training.checkpoint import META_FILE, STATE_FILE, load_training_state
 from cajnn.training.losses import CharbonnierLoss, build_loss
 from cajnn.training.step import NonFiniteLossError, StepGuard, train_step
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # tiny tensors: threads only add overhead, and OpenMP spin-waiting is very slow on a busy
-    # 2-core machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- augmentation -----------------------------------------------------------------------------

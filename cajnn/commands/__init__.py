@@ -1,0 +1,1 @@
+"""One module per `cajnn` subcommand; each defines `register(app)`."""

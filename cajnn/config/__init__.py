@@ -1,0 +1,55 @@
+"""Typed configuration: one dataclass per `params.yaml` section, the single source of truth.
+
+Every pipeline stage reads its section through :func:`load_params`; unknown keys and wrong
+types are rejected with a message naming the key, so that a typo in `params.yaml` or in
+`dvc exp run -S ...` fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cajnn.config.base import ConfigError, deep_merge, flatten, from_dict, read_yaml, to_dict
+from cajnn.config.degrade import DegradeConfig, ProfileConfig
+from cajnn.config.evaluate import EvaluateConfig
+from cajnn.config.fetch import FetchConfig
+from cajnn.config.register import RegisterConfig
+from cajnn.config.services import RayConfig, TrackingConfig
+from cajnn.config.train import ModelConfig, TrainConfig
+
+__all__ = [
+    "ConfigError", "DegradeConfig", "EvaluateConfig", "FetchConfig", "ModelConfig", "Params",
+    "ProfileConfig", "RayConfig", "RegisterConfig", "TrackingConfig", "TrainConfig",
+    "deep_merge", "flatten", "from_dict", "load_params", "read_yaml", "to_dict",
+]
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of `params.yaml`. `preset` names a file `presets/<preset>.yaml` whose sections are
+    deep-merged over the others (`embedded` is the default and changes nothing)."""
+
+    preset: str = "embedded"
+    mlflow: TrackingConfig = field(default_factory=TrackingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read `params.yaml` into :class:`Params`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such parameters file (run from the repository root)")
+    data = read_yaml(path) or {}
+    preset = data.get("preset", "embedded")
+    preset_file = path.parent / "presets" / f"{preset}.yaml"
+    if not preset_file.is_file():
+        known = sorted(p.stem for p in (path.parent / "presets").glob("*.yaml"))
+        raise ConfigError(f"preset {preset!r}: no {preset_file} (known presets: {', '.join(known) or 'none'})")
+    data = deep_merge(data, read_yaml(preset_file) or {})
+    return from_dict(Params, data)
