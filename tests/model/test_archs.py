@@ -19,6 +19,8 @@ from cajnn.archs import (
     build_model,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

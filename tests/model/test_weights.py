@@ -13,6 +13,8 @@ from safetensors.torch import save_file
 from cajnn.archs import CAJNN, PRESETS, build_model
 from cajnn.weights import FORMAT_VERSION, load_weights, save_weights
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _perturbed(model: CAJNN) -> CAJNN:
     """Make every parameter non-trivial (zero-initialised ones too)."""

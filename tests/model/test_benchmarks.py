@@ -1,0 +1,71 @@
+"""The benchmark scripts run (tiny settings) and count FLOPs right."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_conv_flop_counter_matches_the_paper_network_by_hand():
+    import torch
+
+    from cajnn.archs import build_model
+
+    bench = _load("bench_model")
+    dense = [64 + 32 * i for i in range(5)]  # dense-block conv inputs; outputs 32, 32, 32, 32, 64
+    rrdb = 20 * 3 * 2 * 9 * (sum(c * 32 for c in dense[:4]) + dense[4] * 64)
+    lr = 2 * 9 * (3 * 64 + 3 * 64 * 64 + 64 * 64 + 64 * 256) + 2 * 192 * 64  # first, ASPP, trunk, up1
+    hr = 2 * 9 * (4 * 64 * 256 + 16 * 64 * 64 + 16 * 64 * 3)  # up2 at 2x, enhancement convs at 4x
+    assert rrdb + lr + hr == 31_786_368
+    with torch.device("meta"):  # sizes only
+        paper, paper_x2 = build_model("paper"), build_model("paper", scale=2)
+    assert bench.conv_flops_per_pixel(paper) == 31_786_368
+    assert bench.conv_flops_per_pixel(paper_x2) < 31_786_368
+
+
+def test_bench_model_runs(tmp_path):
+    out = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_model.py"), "--presets", "micro", "--size", "16",
+         "--reps", "1", "--threads", "1", "--windows", "", "--memory-size", "40x30", "--json", str(out)],
+        capture_output=True, text=True, timeout=240, env=ENV, cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "fraction" in res.stdout and "peak RSS" in res.stdout
+    data = json.loads(out.read_text())
+    assert {r["layout"] for r in data["rows"]} >= {"channels_last", "contiguous"}
+    assert all(r["gflops"] > 0 and r["fraction"] > 0 for r in data["rows"])
+    assert data["memory"]["output"] == [160, 120] and data["memory"]["peak_rss"] > 0
+
+
+def test_gpu_check_runs_on_cpu_quick(tmp_path):
+    res = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--quick", "--reps", "1"],
+        capture_output=True, text=True, timeout=240, env={**ENV, "PYTHON": sys.executable, "OUT": str(tmp_path)},
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [r["precision"] for r in data["precisions"]] == ["fp32", "bf16"]
+    assert all(r["set5_forward_s_median"] > 0 for r in data["precisions"])
+    assert len(data["lr_sizes_wh"]) == 5
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_gpu_check_script_is_executable():
+    assert os.access(ROOT / "benchmarks" / "gpu_check.sh", os.X_OK)

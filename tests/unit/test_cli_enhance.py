@@ -1,0 +1,222 @@
+"""`cajnn enhance` end to end on small images with a micro model saved by save_weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from cajnn.archs import build_model
+from cajnn.cli import app
+from cajnn.inference import enhance
+from cajnn.weights import load_weights, save_weights
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_weights(build_model("micro"), tmp_path_factory.mktemp("w") / "micro.safetensors")
+
+
+def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def write(path: Path, arr: np.ndarray, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, **kw)
+    return path
+
+
+def cli(*args: str | os.PathLike):
+    return CliRunner().invoke(app, ["enhance", *map(str, args)])
+
+
+def size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as im:
+        return im.size
+
+
+def test_folder_with_one_corrupt_file_enhances_the_rest_and_reports_it(tmp_path, weights):
+    src = tmp_path / "in"
+    write(src / "a.png", rgb(10, 12, 1))
+    write(src / "b.jpg", rgb(9, 7, 2), quality=90)
+    write(src / "sub" / "c.webp", rgb(8, 11, 3))
+    (src / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (src / "notes.txt").write_text("ignored: not an image suffix")
+    res = cli(src, "-o", tmp_path / "out", "--weights", weights)
+    assert res.exit_code == 1, res.output
+    out = tmp_path / "out"
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "a.png", "b.png", "sub/c.png"]  # subfolders kept, no temp files left behind
+    assert size(out / "a.png") == (48, 40) and size(out / "b.png") == (28, 36)
+    assert size(out / "sub" / "c.png") == (44, 32)
+    assert res.output.count("broken.jpg") == 2  # once while running, once in the summary
+    assert "3 enhanced" in res.output and "1 failed" in res.output
+    assert "notes.txt" not in res.output
+
+
+def test_output_equals_the_library_call(tmp_path, weights):
+    arr = rgb(13, 17, 4)
+    write(tmp_path / "x.png", arr)
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o", "--weights", weights, "--tile", "8", "--overlap", "4",
+              "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    expected = enhance(arr, load_weights(weights), tile=8, overlap=4, device="cpu")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o" / "x.png")), expected)
+    assert "1 enhanced" in res.output and "0 failed" in res.output
+
+
+def test_exif_orientation_is_applied(tmp_path, weights):
+    img = Image.fromarray(rgb(10, 16, 5))  # stored 16 wide x 10 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": shown 10 wide x 16 high
+    img.save(tmp_path / "rot.jpg", exif=exif, quality=95)
+    res = cli(tmp_path / "rot.jpg", "-o", tmp_path / "o", "--weights", weights)
+    assert res.exit_code == 0, res.output
+    assert size(tmp_path / "o" / "rot.png") == (40, 64)
+
+
+def test_name_clashes_get_distinct_outputs(tmp_path, weights):
+    write(tmp_path / "d1" / "a.jpg", rgb(6, 6, 1))
+    write(tmp_path / "d1" / "a.png", rgb(6, 6, 2))
+    write(tmp_path / "d2" / "a.png", rgb(6, 6, 3))
+    res = cli(tmp_path / "d1", tmp_path / "d2", "-o", tmp_path / "o", "--weights", weights)
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names == ["a_jpg.png", "a_png.png", "a_png_2.png"]
+    assert "name clash" in res.output
+    outs = [np.asarray(Image.open(tmp_path / "o" / n)) for n in names]
+    assert not np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[1], outs[2])
+
+
+def test_refuses_to_overwrite_an_input(tmp_path, weights):
+    src = write(tmp_path / "photo.png", rgb(7, 9, 6))
+    other = write(tmp_path / "other.jpg", rgb(7, 9, 7))
+    before = src.read_bytes()
+    res = cli(src, other, "-o", tmp_path, "--weights", weights)
+    assert res.exit_code == 1, res.output
+    assert "would overwrite an input" in res.output
+    assert src.read_bytes() == before
+    assert size(tmp_path / "other.png") == (36, 28)  # the other one was still done
+
+
+def test_outdir_inside_the_input_folder_is_not_rescanned(tmp_path, weights):
+    write(tmp_path / "pics" / "p.png", rgb(5, 6, 8))
+    for _ in range(2):  # the second run must not enhance the first run's output
+        res = cli(tmp_path / "pics", "-o", tmp_path / "pics" / "big", "--weights", weights)
+        assert res.exit_code == 0, res.output
+        assert "1 enhanced" in res.output
+    assert sorted(p.name for p in (tmp_path / "pics" / "big").iterdir()) == ["p.png"]
+
+
+@pytest.mark.parametrize("fmt, suffix, pil", [("jpeg", ".jpg", "JPEG"), ("webp", ".webp", "WEBP")])
+def test_lossy_formats_and_quality(tmp_path, weights, fmt, suffix, pil):
+    write(tmp_path / "x.png", rgb(8, 8, 9))
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o", "--weights", weights, "--format", fmt, "--quality", "80")
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "o" / f"x{suffix}") as im:
+        assert im.format == pil and im.size == (32, 32)
+
+
+def test_missing_input_is_reported_while_others_are_done(tmp_path, weights):
+    write(tmp_path / "ok.png", rgb(5, 5, 1))
+    res = cli(tmp_path / "ok.png", tmp_path / "nope.png", "-o", tmp_path / "o", "--weights", weights)
+    assert res.exit_code == 1
+    assert "nope.png" in res.output and "no such file" in res.output
+    assert (tmp_path / "o" / "ok.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "exactly one of --weights FILE or --model URI"),
+        (["--weights", "{w}", "--model", "models:/cajnn@champion"], "exactly one of"),
+        (["--weights", "{tmp}/missing.safetensors"], "cannot load weights"),
+        (["--weights", "{w}", "--format", "gif"], "--format 'gif'"),
+        (["--weights", "{w}", "--quality", "80"], "--quality applies to --format jpeg or webp"),
+        (["--weights", "{w}", "--device", "tpu"], "device 'tpu'"),
+        (["--weights", "{w}", "--dtype", "fp16"], "fp32 or bf16"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(tmp_path, weights, args, message):
+    write(tmp_path / "x.png", rgb(4, 4))
+    args = [a.format(w=weights, tmp=tmp_path) for a in args]
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o", *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def _mlflow_model_dir(root: Path, weights: Path, config_name: str = "micro.json") -> Path:
+    """The layout that cajnn.serving.registry.log_pyfunc produces (MLmodel + artifacts/)."""
+    (root / "artifacts").mkdir(parents=True)
+    (root / "artifacts" / "micro.safetensors").write_bytes(weights.read_bytes())
+    (root / "artifacts" / config_name).write_bytes(weights.with_suffix(".json").read_bytes())
+    (root / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    artifacts:\n"
+        f"      config:\n        path: artifacts/{config_name}\n"
+        "      weights:\n        path: artifacts/micro.safetensors\n"
+    )
+    return root
+
+
+@pytest.mark.parametrize("config_name", ["micro.json", "config.json"])
+def test_model_from_a_local_mlflow_model_dir(tmp_path, weights, config_name):
+    model_dir = _mlflow_model_dir(tmp_path / "model", weights, config_name)
+    arr = rgb(6, 7, 3)
+    write(tmp_path / "x.png", arr)
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o", "--model", model_dir)
+    assert res.exit_code == 0, res.output
+    expected = enhance(arr, load_weights(weights), device="cpu")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o" / "x.png")), expected)
+
+
+@pytest.fixture
+def tracking_store(tmp_path, monkeypatch):
+    """A fresh sqlite MLflow store in tmp_path, named by MLFLOW_TRACKING_URI as users do."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)  # the default artifact root (./mlruns) lands here
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(None)  # re-read the environment
+    yield
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.usefixtures("tracking_store")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SQLAlchemy, inside MLflow
+def test_model_from_the_mlflow_registry(tmp_path, weights):
+    import mlflow
+    from mlflow import MlflowClient
+
+    model_dir = _mlflow_model_dir(tmp_path / "model", weights)
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(model_dir), "model")
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "cajnn").version
+    MlflowClient().set_registered_model_alias("cajnn", "champion", version)
+
+    write(tmp_path / "x.png", rgb(6, 5, 2))
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o", "--model", "models:/cajnn@champion")
+    assert res.exit_code == 0, res.output
+    assert size(tmp_path / "o" / "x.png") == (20, 24)
+
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o2", "--model", "models:/nope@champion")
+    assert res.exit_code == 2
+    assert "cannot load model 'models:/nope@champion' from MLflow" in res.output
+    assert "mlflow.db" in res.output and "nope" in res.output  # names the store and the model
+
+
+def test_a_file_given_twice_is_enhanced_once(tmp_path, weights):
+    write(tmp_path / "in" / "a.png", rgb(5, 5, 1))
+    res = cli(tmp_path / "in", tmp_path / "in" / "a.png", "-o", tmp_path / "o", "--weights", weights)
+    assert res.exit_code == 0, res.output
+    assert "1 enhanced" in res.output and "name clash" not in res.output
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["a.png"]
