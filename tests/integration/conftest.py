@@ -1,0 +1,81 @@
+"""Fixtures for the integration tests: a real HTTP server (Range support) and a real
+`moto_server` S3 endpoint, both on 127.0.0.1, stopped at teardown."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.integration.fetch_helpers import FileServer, free_port
+
+DUMMY_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def _file_server():
+    server = FileServer()
+    server.thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def http_server(_file_server) -> FileServer:
+    _file_server.reset()
+    yield _file_server
+    _file_server.reset()
+
+
+def _moto_exe() -> str:
+    local = Path(sys.executable).parent / "moto_server"
+    return str(local) if local.exists() else (shutil.which("moto_server") or "moto_server")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory):
+    """`moto_server -H 127.0.0.1 -p PORT` as a subprocess; yields its endpoint URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    env = {**os.environ, **DUMMY_AWS}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([_moto_exe(), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(url + "/moto-api/", timeout=1)
+            break
+        except requests.RequestException:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """Dummy credentials in the environment only (no ~/.aws files, no instance metadata)."""
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for key, value in DUMMY_AWS.items():
+        monkeypatch.setenv(key, value)
+    return monkeypatch
