@@ -31,3 +31,9 @@ lock:
 
 clean:
 	rm -rf data/raw data/patches models reports runs mlflow
+
+.PHONY: retrain
+## retrain: set-up + `cajnn retrain`: if new web-platform data landed in register.retrain.source
+## (or $$CAJNN_RETRAIN_SOURCE), fine-tune the champion, evaluate, register (infra/README.md)
+retrain: setup
+	$(VENV)/bin/cajnn retrain $(RETRAIN_ARGS)

@@ -1,8 +1,47 @@
-"""The `register` section."""
+"""The `register` section (model registry, promotion policy) and its `retrain` subsection."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from cajnn.config.base import ConfigError
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """`register.retrain`: where new web-platform degradation data lands and how `cajnn retrain`
+    fine-tunes the champion on it (see cajnn/retrain.py and infra/README.md)."""
+
+    # s3://bucket/prefix/ or a local folder; "" = not configured (`cajnn retrain --source`).
+    # HR images anywhere under it are new training images; `profiles_file` (relative to the
+    # source) holds new degradation profiles.
+    source: str = ""
+    # S3-compatible endpoint (MinIO, ...); "" = AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL or AWS itself.
+    endpoint_url: str = ""
+    profiles_file: str = "profiles.yaml"
+    # New HR images are downloaded here; the fetch stage reads it as `local:<images_dir>`.
+    images_dir: str = "data/web"
+    # State (keys + ETags already seen), the lock, the champion's weights for the warm start,
+    # the pipeline logs.
+    workdir: str = "data/retrain"
+    # Overlay preset (presets/<preset>.yaml, fewer iterations, lower lr) merged over the preset
+    # in use; the result is written to presets/retrain.yaml and selected in params.yaml.
+    preset: str = "finetune"
+    # Base preset under the overlay; "" = the one params.yaml selects (or the one recorded by
+    # the previous retrain when params.yaml already selects `retrain`).
+    base_preset: str = ""
+    # Dotted keys applied last, e.g. {train.iterations: 20000} for the paper setting.
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # One JSON line per `cajnn retrain` (no-op checks included).
+    log: str = "reports/retrain.jsonl"
+
+    def __post_init__(self) -> None:
+        if self.preset == "retrain" or self.base_preset == "retrain":
+            raise ConfigError("register.retrain.preset/base_preset: 'retrain' is the generated preset's own name")
+        bad = [k for k in self.overrides if "." not in k]
+        if bad:
+            raise ConfigError(f"register.retrain.overrides {bad}: keys are dotted paths such as train.iterations")
 
 
 @dataclass(frozen=True)
@@ -10,8 +49,17 @@ class RegisterConfig:
     """`register` section: MLflow model registry name and the promotion policy."""
 
     model_name: str = "cajnn"
-    # A challenger becomes champion only if its mean PSNR-Y is higher by more than `min_gain`
-    # and no single set/QF is worse by more than `tolerance` dB (ties keep the champion).
+    # A challenger becomes champion only if its mean PSNR-Y over the frozen evaluation sets and
+    # QFs is higher than the champion's by more than `min_gain` dB and no single set/QF is worse
+    # by more than `tolerance` dB (ties keep the champion). The first model becomes champion.
     min_gain: float = 0.0
     tolerance: float = 0.1
+    # Score the champion again on the current evaluation sets (its weights loaded from the
+    # registry) instead of trusting the numbers recorded when it was registered.
+    rescore_champion: bool = True
     out: str = "reports/registry.json"
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.min_gain < 0 or self.tolerance < 0:
+            raise ConfigError("register.min_gain and register.tolerance must be >= 0 (dB)")

@@ -1,23 +1,90 @@
 """MLflow "model from code" for CAJNN: loaded by `mlflow.pyfunc.load_model` and
 `mlflow models serve`. Nothing is pickled: the weights are a safetensors artifact and the
-model is rebuilt from its JSON config.
+network is rebuilt from its JSON config (`cajnn.weights.load_weights`).
 
-Request: a DataFrame with a string column `image` holding base64-encoded PNG/JPEG/WebP
-bytes (one row per image). Response: a DataFrame with `image` = base64 PNG of the enhanced
-image and its `width`/`height`.
+Input: a DataFrame (or a dict of lists) with a column `image`, one row per image, of any size.
+A value may be
+
+* a string: base64 of an encoded image (PNG, JPEG, WebP, ...) -- what a serving request sends;
+* bytes: the encoded image itself;
+* a uint8 array (H, W, 3), (H, W) grey or (H, W, 4) RGBA (alpha dropped), or the same as nested
+  lists (a JSON request).
+
+Output: a DataFrame with `image`, `width` and `height` of each enhanced (x4) image. `image` is
+base64 PNG for encoded inputs and a uint8 (H, W, 3) array for array inputs (`output` param:
+`auto` | `png` | `array`).
+
+Params: `tile` (LR tile in pixels, 0 = automatic), `self_ensemble` (8-way, slower),
+`output` (see above).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import io
 
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
-from PIL import Image, ImageOps
 
 import mlflow
+
+OUTPUTS = ("auto", "png", "array")
+
+
+def decode_image(value) -> tuple[np.ndarray, bool]:
+    """One `image` value -> ((H, W, 3) uint8 RGB, was_encoded)."""
+    from PIL import Image, ImageOps
+
+    if isinstance(value, str):
+        try:
+            value = base64.b64decode(value, validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(f"image string is not base64: {exc}") from None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            with Image.open(io.BytesIO(bytes(value))) as img:
+                return np.asarray(ImageOps.exif_transpose(img).convert("RGB")), True
+        except OSError as exc:
+            raise ValueError(f"cannot decode image bytes: {exc}") from None
+    arr = np.asarray(value)
+    if arr.dtype == object or arr.ndim not in (2, 3):
+        raise ValueError(f"expected an (H, W[, 3|4]) image array, got shape {arr.shape} ({arr.dtype})")
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.number) or arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"image array values must be uint8 (0..255), got {arr.dtype}")
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.shape[2] != 3:
+        raise ValueError(f"image array must have 1, 3 or 4 channels, got {arr.shape[2]}")
+    return np.ascontiguousarray(arr), False
+
+
+def encode_png(image: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _images(model_input) -> list:
+    if isinstance(model_input, pd.DataFrame):
+        if "image" not in model_input.columns:
+            raise ValueError(f"input needs a column 'image', got {list(model_input.columns)}")
+        return list(model_input["image"])
+    if isinstance(model_input, dict) and "image" in model_input:
+        values = model_input["image"]
+        if isinstance(values, (list, tuple, pd.Series)):
+            return list(values)
+        if isinstance(values, np.ndarray) and (values.dtype == object or values.dtype.kind in "SUO" or values.ndim == 1):
+            return list(values)  # one value per row (strings, bytes or arrays)
+        return [values]  # a single image array
+    raise ValueError(f"input must be a DataFrame or dict with an 'image' column, got {type(model_input).__name__}")
 
 
 class CAJNNPyfunc(PythonModel):
@@ -26,21 +93,25 @@ class CAJNNPyfunc(PythonModel):
 
         self.model = load_weights(context.artifacts["weights"]).eval()
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from cajnn.inference import enhance
 
         params = params or {}
+        output = params.get("output") or "auto"
+        if output not in OUTPUTS:
+            raise ValueError(f"param output {output!r}: use one of {', '.join(OUTPUTS)}")
+        tile = int(params.get("tile") or 0) or None
+        self_ensemble = bool(params.get("self_ensemble", False))
         rows = []
-        for value in model_input["image"]:
-            raw = base64.b64decode(value)
-            with Image.open(io.BytesIO(raw)) as img:
-                rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-            out = enhance(rgb, self.model, tile=params.get("tile") or None,
-                          self_ensemble=bool(params.get("self_ensemble", False)))
-            buf = io.BytesIO()
-            Image.fromarray(out).save(buf, format="PNG")
-            rows.append({"image": base64.b64encode(buf.getvalue()).decode("ascii"),
-                         "width": out.shape[1], "height": out.shape[0]})
+        for i, value in enumerate(_images(model_input)):
+            try:
+                rgb, encoded = decode_image(value)
+            except ValueError as exc:
+                raise ValueError(f"row {i}: {exc}") from None
+            out = enhance(rgb, self.model, tile=tile, self_ensemble=self_ensemble)
+            as_png = output == "png" or (output == "auto" and encoded)
+            rows.append({"image": encode_png(out) if as_png else out,
+                         "width": int(out.shape[1]), "height": int(out.shape[0])})
         return pd.DataFrame(rows, columns=["image", "width", "height"])
 
 

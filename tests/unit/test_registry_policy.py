@@ -98,3 +98,92 @@ def test_champion_without_metrics_is_not_first_model():
     d = decide_promotion({"Set5/qf10": 20.0}, {}, CFG)
     assert d.promote is False
     assert "first model" not in d.reason
+
+
+# --------------------------------------------------------------------------- helpers around the policy
+
+def test_challenger_numbers_are_the_plain_cajnn_psnr_rows():
+    from cajnn.serving.registry import psnr_from_metrics
+
+    metrics = {
+        "Set5/qf10/cajnn/psnr_y": 25.0, "Set5/qf10/cajnn/ssim_y": 0.7, "Set5/qf10/bicubic/psnr_y": 23.0,
+        "Set5/qf10/cajnn_x8/psnr_y": 25.2, "B100/qf40/cajnn/psnr_y": 27.5, "params": 14884419, "eval_seconds": 3.0,
+    }
+    assert psnr_from_metrics(metrics) == {"Set5/qf10": 25.0, "B100/qf40": 27.5}
+
+
+def test_negative_policy_numbers_are_refused():
+    from cajnn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="tolerance"):
+        RegisterConfig(tolerance=-0.1)
+    with pytest.raises(ConfigError, match="min_gain"):
+        RegisterConfig(min_gain=-1.0)
+
+
+def test_served_model_requirements_are_pinned_to_the_lock_file():
+    from pathlib import Path
+
+    from cajnn.serving.registry import SERVING_PACKAGES, requirements
+
+    lock = {}
+    for line in (Path(__file__).resolve().parents[2] / "requirements.lock").read_text().splitlines():
+        name, _, ver = line.partition("==")
+        lock[name.lower()] = ver.split("+")[0]
+    reqs = dict(r.split("==") for r in requirements())
+    assert list(reqs) == SERVING_PACKAGES
+    assert reqs == {n: lock[n] for n in SERVING_PACKAGES}
+    assert reqs["torch"] == "2.13.0" and reqs["mlflow"] == "3.17.2"
+
+
+def test_signature_accepts_any_image_value_and_documents_params():
+    from mlflow.types.schema import AnyType
+
+    from cajnn.serving.registry import signature
+
+    sig = signature()
+    (col,) = sig.inputs.inputs
+    assert col.name == "image" and isinstance(col.type, AnyType)
+    assert {p.name for p in sig.params.params} == {"tile", "self_ensemble", "output"}
+
+
+def test_decode_image_accepts_encoded_images_and_uint8_arrays():
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from cajnn.serving.pyfunc_model import decode_image, encode_png
+
+    img = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    png = base64.b64decode(encode_png(img))
+    for value in (base64.b64encode(png).decode(), png, bytearray(png)):
+        out, encoded = decode_image(value)
+        assert encoded and np.array_equal(out, img)
+    out, encoded = decode_image(img.tolist())  # a JSON request's nested lists
+    assert not encoded and out.dtype == np.uint8 and np.array_equal(out, img)
+    assert decode_image(img[:, :, 0])[0].shape == (5, 7, 3)
+    assert np.array_equal(decode_image(np.dstack([img, img[:, :, :1]]))[0], img)
+    buf = io.BytesIO()
+    Image.fromarray(img).convert("L").save(buf, "JPEG")
+    assert decode_image(buf.getvalue())[0].shape == (5, 7, 3)
+    for bad, match in ((b"not an image", "cannot decode"), (np.full((4, 4, 3), 300), "uint8"),
+                       (np.zeros((4, 4, 2), np.uint8), "channels"), (np.zeros(5, np.uint8), "image array")):
+        with pytest.raises(ValueError, match=match):
+            decode_image(bad)
+
+
+def test_sets_fingerprint_changes_with_the_images(tmp_path):
+    import numpy as np
+
+    from cajnn.config import EvaluateConfig
+    from cajnn.data.image_io import save_rgb
+    from cajnn.serving.registry import sets_fingerprint
+
+    save_rgb(np.zeros((8, 8, 3), np.uint8), tmp_path / "a" / "x.png")
+    cfg = EvaluateConfig(sets={"a": "a", "gone": "nowhere"}, sweep_set="")
+    first = sets_fingerprint(cfg, tmp_path)
+    assert first["sets"]["a"]["images"] == 1 and first["sets"]["gone"] == "missing"
+    save_rgb(np.ones((8, 8, 3), np.uint8), tmp_path / "a" / "x.png")
+    assert sets_fingerprint(cfg, tmp_path)["sets"]["a"]["sha256"] != first["sets"]["a"]["sha256"]

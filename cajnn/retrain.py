@@ -1,0 +1,493 @@
+"""Scheduled retraining on new web-platform degradation data (`cajnn retrain`, `make retrain`).
+
+One run:
+
+1. **check** `register.retrain.source` (``s3://bucket/prefix/`` or a folder) for objects not
+   seen before -- keys and ETags are kept in ``<workdir>/state.json`` -- and return at once when
+   there is nothing new (one LIST request per 1,000 keys; no torch, MLflow or DVC is loaded);
+2. **add the data**: new HR images (any key with an image suffix) are downloaded under
+   ``images_dir``, which the fetch stage reads as ``local:<images_dir>``; new degradation
+   profiles come from ``profiles_file`` in the source::
+
+       profiles:                      # same keys as degrade.profiles in params.yaml
+         forum_2025: {resize: pillow_bicubic, scale: 4, qf_min: 35, qf_max: 70}
+       train_with: forum_2025         # optional; default: the last profile listed
+
+3. **fine-tune the champion**: its weights are downloaded from the registry and
+   ``presets/retrain.yaml`` is written = the preset in use + ``presets/finetune.yaml`` (fewer
+   iterations, lower lr) + the new data + ``train.init_weights`` + the champion's architecture +
+   ``register.retrain.overrides``; params.yaml is switched to ``preset: retrain`` and
+   ``dvc repro --force`` runs the five stages;
+4. the **register** stage scores the new version and the champion on the frozen evaluation sets
+   and promotes per the policy (cajnn/serving/registry.py);
+5. **record**: one JSON line per run in ``register.retrain.log`` (no-op checks included), tags
+   ``retrain.*`` on the new model version, the pipeline's output in ``<workdir>/logs/``; the
+   state is committed only when the pipeline succeeded, so a failed run is retried next time.
+
+A lock (``<workdir>/retrain.lock``) serialises runs: a second ``cajnn retrain`` exits with
+code 75 and says who holds it (or waits ``--wait`` seconds first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from cajnn.config import ConfigError, Params, ProfileConfig, deep_merge, from_dict, load_params, read_yaml
+from cajnn.config.register import RetrainConfig
+
+GENERATED_PRESET = "retrain"
+STATE_VERSION = 1
+EXIT_BUSY = 75  # EX_TEMPFAIL: another retrain holds the lock; try again later
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+_PRESET_LINE = re.compile(r"^preset:[^\n]*$", re.MULTILINE)
+
+
+class RetrainError(Exception):
+    """A retrain could not be done (bad source, configuration, failed pipeline)."""
+
+
+class RetrainBusy(RetrainError):
+    """Another retrain holds the lock."""
+
+
+# --------------------------------------------------------------------------- sources
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise RetrainError(f"source {uri!r}: expected s3://bucket/prefix/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return bucket, prefix
+
+
+def _s3_client(endpoint_url: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=endpoint_url or None,
+                        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60))
+
+
+def _safe_relpath(key: str) -> str | None:
+    """A key relative to the prefix, or None when it cannot be a file path here."""
+    p = PurePosixPath(key)
+    if not key or key.endswith("/") or p.is_absolute() or ".." in p.parts or any(s.startswith(".") for s in p.parts):
+        return None
+    return p.as_posix()
+
+
+def list_source(source: str, endpoint_url: str = "") -> dict[str, str]:
+    """Every object under the source: {path relative to the prefix: ETag}. For a folder the
+    'ETag' is size + modification time (cheap; a rewritten file counts as new)."""
+    out: dict[str, str] = {}
+    if source.startswith("s3://"):
+        bucket, prefix = _split_s3(source)
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            pages = _s3_client(endpoint_url).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    rel = _safe_relpath(obj["Key"][len(prefix):])
+                    if rel is not None:
+                        out[rel] = obj.get("ETag", "").strip('"') or f"{obj.get('Size')}"
+        except (BotoCoreError, ClientError) as exc:
+            raise RetrainError(f"cannot list {source}: {exc}") from None
+        return out
+    folder = Path(source)
+    if not folder.is_dir():
+        raise RetrainError(f"source {source!r} is neither s3://bucket/prefix/ nor an existing folder")
+    for path in folder.rglob("*"):
+        if path.is_file():
+            rel = _safe_relpath(path.relative_to(folder).as_posix())
+            if rel is not None:
+                st = path.stat()
+                out[rel] = f"{st.st_size}-{st.st_mtime_ns}"
+    return out
+
+
+def fetch_object(source: str, endpoint_url: str, rel: str, dst: Path, client=None) -> Path:
+    """Copy one object of the source to `dst` atomically (temp name + rename)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.part")
+    try:
+        if source.startswith("s3://"):
+            bucket, prefix = _split_s3(source)
+            (client or _s3_client(endpoint_url)).download_file(bucket, prefix + rel, str(tmp))
+        else:
+            import shutil
+
+            shutil.copyfile(Path(source) / rel, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dst
+
+
+# --------------------------------------------------------------------------- state and lock
+
+def load_state(path: Path) -> dict:
+    if not path.is_file():
+        return {"version": STATE_VERSION, "seen": {}, "profiles": {}, "train_with": None, "base_preset": None}
+    state = json.loads(path.read_text())
+    if state.get("version") != STATE_VERSION:
+        raise RetrainError(f"{path}: unknown state version {state.get('version')!r}")
+    return state
+
+
+def save_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def append_log(path: Path, entry: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:  # one short write per line: lines never interleave
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def retrain_lock(workdir: Path, wait: float = 0.0) -> Iterator[None]:
+    """Hold `<workdir>/retrain.lock` (fcntl, released by the kernel if the process dies);
+    `wait` seconds to get it, else :class:`RetrainBusy` naming the holder."""
+    from filelock import FileLock, Timeout
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(workdir / "retrain.lock"))
+    holder = workdir / "retrain.lock.holder.json"
+    try:
+        lock.acquire(timeout=max(wait, 0.0), poll_interval=0.5)
+    except Timeout:
+        try:
+            info = json.loads(holder.read_text())
+            who = f"pid {info.get('pid')} on {info.get('host')} since {info.get('since')}"
+        except (OSError, ValueError):
+            who = "another process"
+        raise RetrainBusy(
+            f"another `cajnn retrain` is running ({who}; lock {workdir / 'retrain.lock'}); "
+            f"nothing done -- try again later or pass --wait SECONDS"
+        ) from None
+    try:
+        save_json(holder, {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(), "argv": sys.argv})
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+# --------------------------------------------------------------------------- what is new
+
+@dataclass
+class Check:
+    source: str
+    listed: int
+    new_images: dict[str, str] = field(default_factory=dict)  # rel -> etag
+    profiles: tuple[str, str] | None = None  # (rel, etag) when the profiles file is new/changed
+    ignored: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def anything_new(self) -> bool:
+        return bool(self.new_images or self.profiles)
+
+
+def check_source(cfg: RetrainConfig, state: dict) -> Check:
+    t0 = time.perf_counter()
+    listing = list_source(cfg.source, cfg.endpoint_url)
+    seen = state["seen"].get(cfg.source, {})
+    chk = Check(cfg.source, len(listing))
+    for rel, etag in sorted(listing.items()):
+        if seen.get(rel) == etag:
+            continue
+        if rel == cfg.profiles_file:
+            chk.profiles = (rel, etag)
+        elif PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES:
+            chk.new_images[rel] = etag
+        else:
+            chk.ignored.append(rel)
+    chk.seconds = time.perf_counter() - t0
+    return chk
+
+
+def parse_profiles(text: str, where: str) -> tuple[dict[str, dict], str | None]:
+    """A profiles file -> ({name: profile dict}, train_with). Each profile is checked with the
+    same rules as degrade.profiles."""
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise RetrainError(f"{where}: expected a mapping with 'profiles' (and optionally 'train_with')")
+    unknown = sorted(set(data) - {"profiles", "train_with"})
+    if unknown:
+        raise RetrainError(f"{where}: unknown key(s) {unknown}; expected 'profiles' and optionally 'train_with'")
+    profiles = data.get("profiles") or {}
+    if not isinstance(profiles, dict) or not profiles:
+        raise RetrainError(f"{where}: 'profiles' must map profile names to profiles")
+    for name, prof in profiles.items():
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(name)):
+            raise RetrainError(f"{where}: profile name {name!r}: use letters, digits, _ . -")
+        try:
+            from_dict(ProfileConfig, prof, f"{where}: profiles.{name}")
+        except ConfigError as exc:
+            raise RetrainError(str(exc)) from None
+    train_with = data.get("train_with") or list(profiles)[-1]
+    if train_with not in profiles:
+        raise RetrainError(f"{where}: train_with {train_with!r} is not one of its profiles {list(profiles)}")
+    return {str(k): dict(v) for k, v in profiles.items()}, str(train_with)
+
+
+# --------------------------------------------------------------------------- the generated preset
+
+def _set_dotted(d: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for p in parents:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a section")
+    d[last] = value
+
+
+def model_section(champion_config: dict, base_model: dict) -> dict:
+    """`train.model` that rebuilds the champion's architecture (preset + differing fields)."""
+    from cajnn.archs.presets import PRESETS
+
+    preset = base_model.get("preset", "cpu-small")
+    full = {**PRESETS.get(preset, {}), **(base_model.get("overrides") or {})}
+    if full == champion_config:
+        return {"preset": preset, "overrides": dict(base_model.get("overrides") or {})}
+    return {"preset": preset, "overrides": {k: v for k, v in champion_config.items() if PRESETS.get(preset, {}).get(k) != v}}
+
+
+def build_preset(root: Path, raw_params: dict, base: str, cfg: RetrainConfig, state: dict,
+                 init_weights: str, champion_config: dict | None) -> dict:
+    """presets/retrain.yaml: base preset + fine-tuning overlay + new data + warm start."""
+    presets = root / "presets"
+    for name in (base, cfg.preset):
+        if not (presets / f"{name}.yaml").is_file():
+            raise RetrainError(f"preset {name!r}: no {presets / f'{name}.yaml'}")
+    base_data = read_yaml(presets / f"{base}.yaml") or {}
+    effective = deep_merge({k: v for k, v in raw_params.items() if k != "preset"}, base_data)
+    gen = deep_merge(base_data, read_yaml(presets / f"{cfg.preset}.yaml") or {})
+    eff = from_dict(Params, {**effective, "preset": base})
+    images = root / cfg.images_dir
+    if images.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in images.rglob("*") if p.is_file()):
+        local = f"local:{cfg.images_dir}"
+        dataset = f"{eff.fetch.dest.rstrip('/')}/{Path(cfg.images_dir).name}"
+        gen.setdefault("fetch", {})["sources"] = [*[s for s in eff.fetch.sources if s != local], local]
+        gen.setdefault("degrade", {})["inputs"] = [*[i for i in eff.degrade.inputs if i != dataset], dataset]
+    if state.get("profiles"):
+        clash = sorted(n for n, p in state["profiles"].items()
+                       if n in eff.degrade.profiles and from_dict(ProfileConfig, p) != eff.degrade.profiles[n])
+        if clash:
+            raise RetrainError(f"new profile(s) {clash} differ from the profiles of that name in params.yaml / "
+                               f"presets/{base}.yaml; give new web-platform profiles new names")
+        deg = gen.setdefault("degrade", {})
+        deg["profiles"] = {**(deg.get("profiles") or {}), **state["profiles"]}
+        if state.get("train_with"):
+            deg["profile"] = state["train_with"]
+    train = gen.setdefault("train", {})
+    train["init_weights"] = init_weights
+    if champion_config is not None:
+        base_model = deep_merge({"preset": eff.train.model.preset, "overrides": eff.train.model.overrides},
+                                (gen.get("train") or {}).get("model") or {})
+        train["model"] = model_section(champion_config, base_model)
+    for dotted, value in cfg.overrides.items():
+        _set_dotted(gen, dotted, value)
+    try:  # the whole parameter set must load before anything is changed
+        from_dict(Params, deep_merge({**raw_params, "preset": GENERATED_PRESET}, gen))
+    except ConfigError as exc:
+        raise RetrainError(f"the generated preset is invalid: {exc}") from None
+    return gen
+
+
+def select_preset(params_file: Path, name: str) -> None:
+    """Point params.yaml's top-level `preset:` at `name`, keeping the rest of the file."""
+    text = params_file.read_text()
+    line = f"preset: {name}   # set by `cajnn retrain` (presets/{name}.yaml is generated)"
+    if name == GENERATED_PRESET and _PRESET_LINE.search(text):
+        text = _PRESET_LINE.sub(line, text, count=1)
+    elif _PRESET_LINE.search(text):
+        text = _PRESET_LINE.sub(f"preset: {name}", text, count=1)
+    else:
+        text = f"{line}\n{text}"
+    tmp = params_file.with_name(f".{params_file.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, params_file)
+
+
+# --------------------------------------------------------------------------- the run
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def run_pipeline(root: Path, log_path: Path, echo: Callable[[str], None]) -> int:
+    """`dvc repro --force` (every stage: the new data must be fetched even when no parameter
+    changed), output streamed to `echo` and to `log_path`."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stages run `python -m ...`
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "dvc", "repro", "--force"]
+    with log_path.open("w") as log:
+        log.write(f"$ {' '.join(cmd)}  (cwd {root}, {_now()})\n")
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            echo(line.rstrip("\n"))
+        return proc.wait()
+
+
+@dataclass
+class Options:
+    source: str | None = None
+    endpoint_url: str | None = None
+    wait: float = 0.0
+    force: bool = False
+    check_only: bool = False
+
+
+def retrain(params_file: Path, opts: Options = Options(), echo: Callable[[str], None] = print) -> dict:
+    """One retraining run (see the module docstring); returns the entry written to the log."""
+    t0 = time.perf_counter()
+    params_file = params_file.resolve()
+    root = params_file.parent
+    params = load_params(params_file)
+    cfg = params.register.retrain
+    cfg = replace(cfg, source=opts.source or cfg.source, endpoint_url=opts.endpoint_url or cfg.endpoint_url)
+    if not cfg.source:
+        raise RetrainError("no source to check: set register.retrain.source in params.yaml or pass --source")
+    if "://" not in cfg.source and not Path(cfg.source).is_absolute():
+        cfg = replace(cfg, source=str(root / cfg.source))  # a folder relative to the project root
+    workdir = root / cfg.workdir
+    log_file = root / cfg.log
+    entry: dict[str, Any] = {"time": _now(), "source": cfg.source, "host": socket.gethostname(), "pid": os.getpid()}
+    with retrain_lock(workdir, opts.wait):
+        state = load_state(workdir / "state.json")
+        chk = check_source(cfg, state)
+        entry.update(listed=chk.listed, check_seconds=round(chk.seconds, 3),
+                     new_images=sorted(chk.new_images), profiles_file_changed=chk.profiles is not None)
+        if chk.ignored:
+            entry["ignored"] = chk.ignored
+        if not chk.anything_new and not opts.force:
+            entry.update(status="nothing new", seconds=round(time.perf_counter() - t0, 3))
+            echo(f"[retrain] nothing new in {cfg.source} ({chk.listed} objects, checked in {chk.seconds:.2f} s)")
+            append_log(log_file, entry)
+            return entry
+        echo(f"[retrain] {len(chk.new_images)} new image(s)"
+             + (f", new {cfg.profiles_file}" if chk.profiles else "") + f" in {cfg.source}")
+        if opts.check_only:
+            entry.update(status="new data (check only)", seconds=round(time.perf_counter() - t0, 3))
+            append_log(log_file, entry)
+            return entry
+        try:
+            return _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo)
+        except BaseException as exc:
+            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - t0, 3))
+            append_log(log_file, entry)
+            raise
+
+
+def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dict:
+    workdir = root / cfg.workdir
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    # 2. add the data
+    client = _s3_client(cfg.endpoint_url) if cfg.source.startswith("s3://") else None
+    for rel in chk.new_images:
+        fetch_object(cfg.source, cfg.endpoint_url, rel, root / cfg.images_dir / rel, client)
+    profiles, train_with = dict(state.get("profiles") or {}), state.get("train_with")
+    if chk.profiles:
+        path = fetch_object(cfg.source, cfg.endpoint_url, chk.profiles[0], workdir / "incoming" / cfg.profiles_file, client)
+        new_profiles, train_with = parse_profiles(path.read_text(), f"{cfg.source}{chk.profiles[0]}")
+        profiles.update(new_profiles)
+        entry["new_profiles"] = sorted(new_profiles)
+        entry["train_with"] = train_with
+    # 3. warm start from the champion
+    raw = read_yaml(params_file) or {}
+    base = cfg.base_preset or (raw.get("preset", "embedded") if raw.get("preset") != GENERATED_PRESET else state.get("base_preset"))
+    if not base:
+        raise RetrainError("params.yaml selects the generated preset `retrain` but the state does not record its "
+                           "base; set register.retrain.base_preset")
+    init_weights, champion_config, champion = "", None, None
+    import mlflow
+
+    from cajnn.serving.registry import champion_version, download_weights
+    from cajnn.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(params.mlflow, root)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mv = champion_version(params.register.model_name)
+    if mv is not None:
+        champion = int(mv.version)
+        weights = download_weights(f"models:/{params.register.model_name}/{mv.version}", workdir / f"champion-v{mv.version}")
+        init_weights = weights.relative_to(root).as_posix()
+        champion_config = json.loads(weights.with_suffix(".json").read_text())
+        echo(f"[retrain] warm start from {params.register.model_name} version {mv.version} (champion)")
+    else:
+        echo(f"[retrain] no champion of {params.register.model_name!r} yet: training from scratch")
+    entry.update(champion_before=champion, warm_start=init_weights or None, base_preset=base)
+    pending = {**state, "profiles": profiles, "train_with": train_with, "base_preset": base}
+    gen = build_preset(root, raw, base, cfg, pending, init_weights, champion_config)
+    header = (f"# GENERATED by `cajnn retrain` at {_now()}: presets/{base}.yaml + presets/{cfg.preset}.yaml\n"
+              f"# + new web-platform data from {cfg.source} + warm start; rewritten by every retrain.\n")
+    preset_file = root / "presets" / f"{GENERATED_PRESET}.yaml"
+    tmp = preset_file.with_name(f".{preset_file.name}.tmp")
+    tmp.write_text(header + yaml.safe_dump(gen, sort_keys=False))
+    os.replace(tmp, preset_file)
+    state["base_preset"] = base  # kept even if the pipeline fails: params.yaml now selects `retrain`
+    save_json(workdir / "state.json", state)
+    select_preset(params_file, GENERATED_PRESET)
+    # 4. the pipeline (the register stage applies the promotion policy)
+    log_path = workdir / "logs" / f"retrain-{stamp}.log"
+    entry["pipeline_log"] = log_path.relative_to(root).as_posix()
+    t_pipe = time.perf_counter()
+    rc = run_pipeline(root, log_path, echo)
+    entry["pipeline_seconds"] = round(time.perf_counter() - t_pipe, 1)
+    if rc != 0:
+        raise RetrainError(f"`dvc repro --force` failed with exit code {rc}; see {log_path} (the new data stays "
+                           "unseen and will be retried)")
+    record = json.loads((root / params.register.out).read_text())
+    d = record["decision"]
+    entry.update(status="retrained", version=record["version"], promoted=d["promote"], reason=d["reason"],
+                 champion_after=record["champion"], challenger_mean_psnr_y=d["challenger_mean"],
+                 champion_mean_psnr_y=d["champion_mean"])
+    # 5. record
+    client_ml = mlflow.MlflowClient()
+    for key, value in {
+        "retrain.time": entry["time"], "retrain.source": cfg.source,
+        "retrain.new_images": str(len(chk.new_images)),
+        "retrain.new_profiles": ",".join(entry.get("new_profiles", [])),
+        "retrain.warm_start": f"version {champion}" if champion else "none (from scratch)",
+        "retrain.base_preset": base, "retrain.log": entry["pipeline_log"],
+    }.items():
+        client_ml.set_model_version_tag(params.register.model_name, str(record["version"]), key, value)
+    seen = state["seen"].setdefault(cfg.source, {})
+    seen.update(chk.new_images)
+    if chk.profiles:
+        seen[chk.profiles[0]] = chk.profiles[1]
+    state.update(profiles=profiles, train_with=train_with, last_run=entry["time"], last_version=record["version"])
+    save_json(workdir / "state.json", state)
+    entry["seconds"] = round(time.perf_counter() - t0, 1)
+    append_log(root / cfg.log, entry)
+    echo(f"[retrain] version {record['version']} "
+         + ("promoted to champion" if d["promote"] else f"not promoted; champion stays version {record['champion']}")
+         + f" ({d['reason']})")
+    return entry

@@ -1,0 +1,276 @@
+"""`cajnn retrain` end to end: new web-platform data lands in a (moto) S3 bucket; the retrain
+checks it, adds it to the data, fine-tunes the registry's champion with the real DVC pipeline
+(micro preset, a few iterations; MLflow = a real `mlflow server`), and the register stage
+promotes the new version or not per the policy. Nothing new -> nothing runs (timed). A second
+retrain while one holds the lock exits at once with a clear message.
+
+The first tests need no server: they cover the parts (folder sources, ETag changes, profile
+files, the generated preset, the lock) in milliseconds."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cajnn.config import ConfigError
+from cajnn.config.register import RetrainConfig
+from cajnn.retrain import (
+    EXIT_BUSY, RetrainBusy, RetrainError, build_preset, check_source, load_state, parse_profiles, retrain_lock, select_preset,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "cajnn-retrain"
+BUCKET = "cajnn-retrain-web-data"
+PREFIX = "incoming/"
+TIMINGS = {}
+
+
+# --------------------------------------------------------------------------- fast parts
+
+def test_folder_source_new_changed_and_ignored_objects(tmp_path):
+    src = tmp_path / "src"
+    (src / "batch1").mkdir(parents=True)
+    (src / "batch1" / "a.png").write_bytes(b"x")
+    (src / "notes.txt").write_text("not data")
+    (src / ".hidden.png").write_bytes(b"x")
+    cfg = RetrainConfig(source=str(src))
+    state = load_state(tmp_path / "none.json")
+    chk = check_source(cfg, state)
+    assert chk.new_images == {"batch1/a.png": chk.new_images["batch1/a.png"]} and chk.ignored == ["notes.txt"]
+    state["seen"][str(src)] = dict(chk.new_images)
+    assert not check_source(cfg, state).anything_new
+    (src / "profiles.yaml").write_text("profiles: {}\n")
+    assert check_source(cfg, state).profiles[0] == "profiles.yaml"
+    (src / "batch1" / "a.png").write_bytes(b"changed content")  # new size -> new ETag
+    assert "batch1/a.png" in check_source(cfg, state).new_images
+    with pytest.raises(RetrainError, match="neither s3"):
+        check_source(RetrainConfig(source=str(tmp_path / "missing")), state)
+
+
+def test_profiles_file_is_validated():
+    profiles, use = parse_profiles("profiles:\n  a: {qf_min: 30, qf_max: 60}\n  b: {resize: pillow_lanczos}\n", "p")
+    assert set(profiles) == {"a", "b"} and use == "b"
+    assert parse_profiles("profiles: {a: {}, b: {}}\ntrain_with: a\n", "p")[1] == "a"
+    with pytest.raises(RetrainError, match="qf_min"):
+        parse_profiles("profiles: {a: {qf_min: 0}}\n", "p")
+    with pytest.raises(RetrainError, match="unknown key"):
+        parse_profiles("profile: {a: {}}\n", "p")
+    with pytest.raises(RetrainError, match="train_with"):
+        parse_profiles("profiles: {a: {}}\ntrain_with: z\n", "p")
+    with pytest.raises(ConfigError, match="dotted"):
+        RetrainConfig(overrides={"iterations": 5})
+
+
+def test_generated_preset_overlays_finetune_on_the_base(tmp_path):
+    import shutil
+
+    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data" / "web" / "x").mkdir(parents=True)
+    (tmp_path / "data" / "web" / "x" / "new.png").write_bytes(b"png")
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    cfg = RetrainConfig(overrides={"train.iterations": 7})
+    state = {"profiles": {"forum": {"qf_min": 30, "qf_max": 60}}, "train_with": "forum"}
+    champion = {"nf": 8, "num_blocks": 1, "growth": 4, "scale": 4, "context": "aspp", "upsampler": "pixelshuffle",
+                "global_skip": True, "aux_lr_head": False, "in_ch": 3}
+    gen = build_preset(tmp_path, raw, "micro", cfg, state, "data/retrain/champion-v3/cajnn.safetensors", champion)
+    finetune = yaml.safe_load((REPO / "presets" / "finetune.yaml").read_text())
+    assert gen["train"]["iterations"] == 7 and gen["train"]["lr"] == finetune["train"]["lr"]
+    assert gen["train"]["init_weights"].endswith("champion-v3/cajnn.safetensors")
+    assert gen["train"]["model"] == {"preset": "micro", "overrides": {}}  # the champion is a micro model
+    assert gen["degrade"]["patch_size"] == 24  # the base preset's data settings are kept
+    assert gen["fetch"]["sources"] == ["sample", "local:data/web"]
+    assert gen["degrade"]["inputs"] == ["data/raw/sample-train", "data/raw/web"]
+    assert gen["degrade"]["profile"] == "forum" and gen["degrade"]["profiles"]["forum"]["qf_min"] == 30
+    # a champion of another architecture than the base preset's is rebuilt through overrides
+    gen = build_preset(tmp_path, raw, "micro", cfg, state, "w.safetensors", {**champion, "nf": 16})
+    assert gen["train"]["model"] == {"preset": "micro", "overrides": {"nf": 16}}
+    with pytest.raises(RetrainError, match="invalid"):
+        build_preset(tmp_path, raw, "micro", RetrainConfig(overrides={"train.loss": "l7"}), state, "", None)
+    with pytest.raises(RetrainError, match="new names"):  # a web profile may not redefine params.yaml's
+        build_preset(tmp_path, raw, "micro", cfg, {"profiles": {"paper": {"qf_values": [50]}}}, "", None)
+    same = {"profiles": {"paper": {"resize": "matlab_bicubic", "qf_min": 10, "qf_max": 100}}}
+    assert build_preset(tmp_path, raw, "micro", cfg, same, "", None)["degrade"]["profiles"]["paper"]["qf_max"] == 100
+
+    select_preset(tmp_path / "params.yaml", "retrain")
+    text = (tmp_path / "params.yaml").read_text()
+    assert yaml.safe_load(text)["preset"] == "retrain" and "# The values below are the EMBEDDED DEFAULT" in text
+
+
+def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
+    with retrain_lock(tmp_path):
+        with pytest.raises(RetrainBusy, match=r"another `cajnn retrain` is running \(pid \d+"):
+            with retrain_lock(tmp_path, wait=0.2):
+                pass
+    with retrain_lock(tmp_path):  # released
+        pass
+
+
+# --------------------------------------------------------------------------- the real thing
+
+@pytest.fixture(scope="module")
+def world(moto_endpoint, request, tmp_path_factory):
+    """A project copy (micro preset) whose retrain source is s3://web-data/incoming/ on moto and
+    whose MLflow is the shared server, with a champion (version 1) already registered."""
+    import boto3
+
+    from cajnn.config import EvaluateConfig
+    from tests.e2e.project import make_project
+    from tests.integration.servers import DUMMY_AWS, ensure_bucket, frozen_set, make_weights, mlflow_stack, register_weights, tracking
+
+    stack = mlflow_stack(moto_endpoint, request.config)
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
+                      region_name="us-east-1")
+    ensure_bucket(s3, BUCKET)
+    tmp = tmp_path_factory.mktemp("retrain")
+    project = make_project(
+        tmp, preset="micro",
+        mlflow={"experiment": "retrain-test"},
+        evaluate={"qualities": [10, 40], "sweep_set": "", "self_ensemble": False},
+        register={"model_name": NAME, "retrain": {
+            "source": f"s3://{BUCKET}/{PREFIX}", "endpoint_url": moto_endpoint,
+            "overrides": {"train.iterations": 8, "train.checkpoint_every": 4, "train.restart_every": 8, "train.log_every": 4},
+        }},
+    )
+    frozen_set(tmp)
+    cfg = EvaluateConfig(sets={"tiny": "frozen/tiny"}, qualities=[10], self_ensemble=False, sweep_set="")
+    with tracking(stack.mlflow_url):
+        import mlflow
+
+        mlflow.create_experiment("retrain-test")  # artifacts: the server's S3 store
+        first = register_weights(make_weights("bilinear", tmp / "w" / "cajnn.safetensors"), NAME, "retrain-test", cfg, tmp)
+        assert first["version"] == 1 and first["champion"] == 1
+        yield {"project": project, "s3": s3, "stack": stack, "env": stack.env(**DUMMY_AWS)}
+
+
+def _retrain(world, *args, timeout=900) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "cajnn.cli", "retrain", *args], cwd=world["project"],
+                          env=world["env"], capture_output=True, text=True, timeout=timeout)
+    return proc, time.perf_counter() - t0
+
+
+def _log(world) -> list[dict]:
+    path = world["project"] / "reports" / "retrain.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _png(seed: int, h: int, w: int) -> bytes:
+    from PIL import Image
+
+    from cajnn.data.sample import load_sample
+
+    img = load_sample(["rocket", "astronaut"][seed])[40:40 + h, 60:60 + w]
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_nothing_new_means_nothing_runs_quickly(world):
+    proc, wall = _retrain(world, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing new" in proc.stdout and "Running stage" not in proc.stdout
+    entry = _log(world)[-1]
+    assert entry["status"] == "nothing new" and entry["listed"] == 0
+    TIMINGS["empty"] = (entry["check_seconds"], entry["seconds"], wall)
+    print(f"\n[retrain] no new data: S3 check {entry['check_seconds']:.3f} s, whole retrain() {entry['seconds']:.3f} s, "
+          f"`python -m cajnn.cli retrain` process {wall:.1f} s")
+    assert entry["check_seconds"] < 5 and wall < 90
+
+
+@pytest.mark.slow
+def test_a_second_retrain_exits_while_the_first_holds_the_lock(world):
+    world["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "2025-06/forum_0001.png", Body=_png(0, 160, 200))
+    world["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "2025-06/forum_0002.png", Body=_png(1, 200, 176))
+    world["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "profiles.yaml", Body=yaml.safe_dump({
+        "profiles": {"forum": {"resize": "pillow_bicubic", "scale": 4, "qf_min": 30, "qf_max": 60, "subsampling": "420"}},
+        "train_with": "forum"}).encode())
+    with retrain_lock(world["project"] / "data" / "retrain"):
+        proc, wall = _retrain(world, timeout=120)
+    assert proc.returncode == EXIT_BUSY, proc.stdout + proc.stderr
+    assert "another `cajnn retrain` is running" in proc.stderr and "nothing done" in proc.stderr
+    assert not (world["project"] / "data" / "web").exists()
+
+
+@pytest.mark.slow
+def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
+    from mlflow import MlflowClient
+
+    from cajnn.config import RegisterConfig
+    from cajnn.serving.registry import decide_promotion
+
+    proc, wall = _retrain(world)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert re.findall(r"Running stage '(\w+)'", out) == ["fetch", "degrade", "train", "evaluate", "register"]
+    project = world["project"]
+
+    entry = _log(world)[-1]
+    assert entry["status"] == "retrained" and entry["version"] == 2 and entry["champion_before"] == 1
+    assert entry["new_images"] == ["2025-06/forum_0001.png", "2025-06/forum_0002.png"]
+    assert entry["new_profiles"] == ["forum"] and entry["train_with"] == "forum"
+    assert entry["warm_start"] == "data/retrain/champion-v1/cajnn.safetensors"
+    print(f"\n[retrain] new data: pipeline {entry['pipeline_seconds']} s, whole retrain {wall:.0f} s; "
+          f"version 2 {'promoted' if entry['promoted'] else 'not promoted'} ({entry['reason']})")
+
+    # (2) the data: the new images were fetched and degraded with the new profile
+    assert sorted(p.name for p in (project / "data" / "raw" / "web").rglob("*.png")) == ["forum_0001.png", "forum_0002.png"]
+    manifest = json.loads((project / "data" / "patches" / "manifest.json").read_text())
+    assert manifest["profile"] == "forum" and manifest["images"] == 9
+    assert yaml.safe_load((project / "params.yaml").read_text())["preset"] == "retrain"
+
+    # (3) trained from the champion's weights with the fine-tuning schedule
+    record = json.loads((project / "reports" / "registry.json").read_text())
+    client = MlflowClient(world["stack"].mlflow_url)
+    run_params = client.get_run(record["run_id"]).data.params
+    assert run_params["train.init_weights"] == "data/retrain/champion-v1/cajnn.safetensors"
+    finetune = yaml.safe_load((REPO / "presets" / "finetune.yaml").read_text())["train"]
+    assert run_params["train.iterations"] == "8" and float(run_params["train.lr"]) == finetune["lr"]
+    assert run_params["degrade.profile"] == "forum"
+    assert "warm start from" in (project / entry["pipeline_log"]).read_text()
+
+    # (4) evaluated and promoted or not exactly per the policy, the champion rescored
+    mv = client.get_model_version(NAME, "2")
+    chal, champ = json.loads(mv.tags["eval_psnr_y"]), json.loads(mv.tags["champion_psnr_y"])
+    assert set(chal) == set(champ) == {"holdout/qf10", "holdout/qf40"}
+    assert mv.tags["champion_psnr_y_source"] == "rescored on the frozen evaluation sets"
+    expected = decide_promotion(chal, champ, RegisterConfig())
+    assert expected.promote == entry["promoted"] == (mv.tags["promotion"] == "promoted")
+    assert expected.reason == entry["reason"] == mv.tags["promotion_reason"]
+    champion = client.get_model_version_by_alias(NAME, "champion").version
+    assert champion == ("2" if expected.promote else "1")
+    assert client.get_model_version_by_alias(NAME, "challenger").version == "2"
+
+    # (5) recorded: version tags and the state of what has been seen
+    assert mv.tags["retrain.new_images"] == "2" and mv.tags["retrain.new_profiles"] == "forum"
+    assert mv.tags["retrain.warm_start"] == "version 1"
+    state = json.loads((project / "data" / "retrain" / "state.json").read_text())
+    assert set(state["seen"][f"s3://{BUCKET}/{PREFIX}"]) == {"2025-06/forum_0001.png", "2025-06/forum_0002.png", "profiles.yaml"}
+
+
+@pytest.mark.slow
+def test_after_the_retrain_nothing_is_new_and_a_changed_object_is(world):
+    proc, wall = _retrain(world, timeout=120)
+    assert proc.returncode == 0 and "nothing new" in proc.stdout, proc.stdout + proc.stderr
+    entry = _log(world)[-1]
+    assert entry["status"] == "nothing new" and entry["listed"] == 3
+    TIMINGS["seen"] = (entry["check_seconds"], entry["seconds"], wall)
+    print(f"\n[retrain] no new data (3 objects seen): S3 check {entry['check_seconds']:.3f} s, "
+          f"whole retrain() {entry['seconds']:.3f} s, process {wall:.1f} s")
+    from mlflow import MlflowClient
+
+    assert len(MlflowClient(world["stack"].mlflow_url).search_model_versions(f"name='{NAME}'")) == 2
+
+    world["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "2025-06/forum_0002.png", Body=_png(1, 120, 120))  # new ETag
+    proc, _ = _retrain(world, "--check-only", timeout=120)
+    assert proc.returncode == 0 and "1 new image(s)" in proc.stdout, proc.stdout + proc.stderr
+    assert _log(world)[-1]["new_images"] == ["2025-06/forum_0002.png"]
