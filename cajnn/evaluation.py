@@ -124,3 +124,113 @@ def markdown_table(report: EvalReport, params_m: float, method_labels: dict[str,
             params = "-" if method == "bicubic" else f"{params_m:.3f}"
             lines.append(f"| {qf} | {label} | {params} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+METHOD_LABELS = {"bicubic": "Bicubic", "cajnn": "CAJNN", "cajnn_x8": "CAJNN (self-ensembled)"}
+SAMPLE_CROP = 96  # HR pixels of each side-by-side crop
+
+
+def side_by_side(lr: np.ndarray, images: dict[str, np.ndarray], scale: int, crop: int = SAMPLE_CROP) -> np.ndarray:
+    """Input (nearest-upscaled) | bicubic | CAJNN | ground truth: the same centre crop of each."""
+    gt = images["gt"]
+    h, w = gt.shape[:2]
+    c = min(crop, h, w) // scale * scale
+    y, x = (h - c) // 2 // scale * scale, (w - c) // 2 // scale * scale
+    lr_up = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
+    panels = [lr_up] + [images[k] for k in ("bicubic", "cajnn", "gt") if k in images]
+    return np.concatenate([p[y : y + c, x : x + c] for p in panels], axis=1)
+
+
+@dataclass
+class Protocol:
+    """Everything one evaluation produced."""
+
+    report: EvalReport
+    sweep: EvalReport | None
+    params: int
+    missing_sets: list[str]
+    seconds: float
+    crop_border: int
+
+
+def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = None) -> Protocol:
+    """Table I (every present set x `cfg.qualities` x bicubic/CAJNN/self-ensemble) and the
+    Fig. 3 QF sweep (bicubic/CAJNN on `cfg.sweep_set`). `cfg` is an `EvaluateConfig`."""
+    from cajnn.data.image_io import save_rgb
+
+    t0 = time.perf_counter()
+    tile = cfg.tile  # 0 = whole image: exact paper protocol, no tiling seams
+    methods = {"bicubic": bicubic_method(cfg.scale), "cajnn": model_method(model, tile=tile)}
+    if cfg.self_ensemble:
+        methods["cajnn_x8"] = model_method(model, self_ensemble=True, tile=tile)
+    present = {k: root / v for k, v in cfg.sets.items() if (root / v).is_dir()}
+    missing = sorted(set(cfg.sets) - set(present))
+    if not present:
+        raise FileNotFoundError(f"none of the evaluation sets exist: {cfg.sets}; run the fetch stage first")
+    saved: dict[tuple[str, int], int] = {}
+
+    def keep_sample(set_name, qf, stem, lr, images):
+        if sample_dir is None or saved.get((set_name, qf), 0) >= cfg.samples:
+            return
+        saved[(set_name, qf)] = saved.get((set_name, qf), 0) + 1
+        save_rgb(side_by_side(lr, images, cfg.scale), sample_dir / f"{set_name}_qf{qf}_{stem}.png")
+
+    report = evaluate_sets(methods, present, cfg.qualities, cfg.scale, cfg.crop_border, on_image=keep_sample)
+    sweep = None
+    if cfg.sweep_set in present:
+        sweep = evaluate_sets({k: methods[k] for k in ("bicubic", "cajnn")}, {cfg.sweep_set: present[cfg.sweep_set]},
+                              cfg.sweep_qualities, cfg.scale, cfg.crop_border)
+    n_params = sum(p.numel() for p in model.parameters())
+    return Protocol(report, sweep, n_params, missing, time.perf_counter() - t0, cfg.crop_border)
+
+
+def wide_psnr_rows(report: EvalReport, with_set: bool = True) -> tuple[list[str], list[list]]:
+    """One row per QF, one PSNR-Y column per `<set>_<method>` (or `<method>` for a single-set
+    report with `with_set=False`): the shape `dvc plots` draws as one line per column."""
+    columns = sorted({f"{s}_{m}" for s, per_qf in report.results.items() for per_m in per_qf.values() for m in per_m})
+    qfs = sorted({qf for per_qf in report.results.values() for qf in per_qf})
+    rows = []
+    for qf in qfs:
+        row = [qf]
+        for col in columns:
+            set_name, method = next((s, col[len(s) + 1:]) for s in report.results if col.startswith(s + "_"))
+            r = report.results[set_name].get(qf, {}).get(method)
+            row.append(f"{r.psnr_y:.4f}" if r else "")
+        rows.append(row)
+    if not with_set and len(report.results) == 1:
+        prefix = len(next(iter(report.results))) + 1
+        columns = [c[prefix:] for c in columns]
+    return ["qf", *columns], rows
+
+
+def write_reports(protocol: Protocol, out: Path, title: str = "CAJNN evaluation") -> dict[str, float]:
+    """metrics.json (flat, for `dvc metrics`), table.md (Table I layout), qf_curve.csv and
+    qf_sweep.csv (for `dvc plots`). Returns the metrics."""
+    import csv
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, float] = flat_metrics(protocol.report)
+    metrics["params"] = protocol.params
+    metrics["eval_seconds"] = round(protocol.seconds, 2)
+    labels = {k: v for k, v in METHOD_LABELS.items()
+              if any(k in m for per_qf in protocol.report.results.values() for m in per_qf.values())}
+    table = markdown_table(protocol.report, protocol.params / 1e6, labels)
+    notes = []
+    if protocol.missing_sets:
+        notes.append(f"Sets not present (not fetched): {', '.join(protocol.missing_sets)}")
+    for s in protocol.report.skipped:
+        notes.append(f"Skipped {s['file']} ({s['set']}): {s['reason']}")
+    (out / "table.md").write_text(
+        f"# {title}\n\nPSNR-Y (dB) / SSIM-Y with a {protocol.crop_border}-pixel border removed; "
+        "runtime = seconds for the whole set.\n\n" + table
+        + "".join(f"\n{n}\n" for n in notes)
+    )
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    for name, rep, with_set in (("qf_curve.csv", protocol.report, True), ("qf_sweep.csv", protocol.sweep, False)):
+        header, rows = wide_psnr_rows(rep, with_set) if rep is not None else (["qf"], [])
+        with (out / name).open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+    return metrics

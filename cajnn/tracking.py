@@ -37,11 +37,13 @@ def setup_tracking(cfg: TrackingConfig, root: Path) -> tuple[str, str]:
     mlflow.set_registry_uri(uri)
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is None:
-        location = cfg.artifact_location
-        if "://" not in location:
-            path = (root / location).resolve()
-            path.mkdir(parents=True, exist_ok=True)
-            location = path.as_uri()
+        location = None  # a tracking server decides where artifacts go (e.g. its S3 store)
+        if uri.startswith(("sqlite:", "file:")) or "://" not in uri:
+            location = cfg.artifact_location
+            if "://" not in location:
+                path = (root / location).resolve()
+                path.mkdir(parents=True, exist_ok=True)
+                location = path.as_uri()
         exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
     else:
         exp_id = exp.experiment_id

@@ -46,16 +46,35 @@ def mlflow_run_for(experiment_id: str, key: str, params: dict, tags: dict) -> st
     return run.info.run_id
 
 
+CURVE_METRICS = ("loss", "lr", "val_psnr_y", "val_ssim_y")
+
+
+def write_curve(client, run_id: str, path: Path) -> None:
+    """The training curve from MLflow's metric history, as a CSV for `dvc plots`."""
+    rows: dict[int, dict[str, float]] = {}
+    for name in CURVE_METRICS:
+        for m in client.get_metric_history(run_id, name):
+            rows.setdefault(m.step, {})[name] = m.value
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["iteration", *CURVE_METRICS])
+        for step in sorted(rows):
+            writer.writerow([step, *(f"{rows[step][k]:.6g}" if k in rows[step] else "" for k in CURVE_METRICS)])
+    Path(fh.name).replace(path)
+
+
 def main() -> None:
     with stage("train") as params:
         from cajnn.archs import build_model
         from cajnn.training.checkpoint import load_training_state
         from cajnn.training.ray_trainer import fit
+        from cajnn.training.validation import build_val_pairs
         from cajnn.weights import save_weights
         from mlflow import MlflowClient
 
         cfg = params.train
         out = ROOT / cfg.out
+        net = build_model(cfg.model.preset, **cfg.model.overrides)
         manifest_path = ROOT / cfg.data / "manifest.json"
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{manifest_path}: no patch manifest; run the degrade stage first")
@@ -70,11 +89,13 @@ def main() -> None:
         )
         print(f"[train] MLflow run {run_id} (key {key}); tracking {uri}")
 
+        val_pairs = build_val_pairs([ROOT / v for v in cfg.val_sets if (ROOT / v).is_dir()],
+                                    cfg.val_qualities, cfg.val_crop, net.config["scale"])
+        print(f"[train] validation: {len(val_pairs)} crops from {cfg.val_sets} at QF {cfg.val_qualities}")
         init_ray(params.ray)
-        storage = cfg.storage_path if "://" in cfg.storage_path else str((ROOT / cfg.storage_path).resolve())
-        result = fit(cfg, f"{cfg.run_name}-{key}", storage, mlflow_tracking_uri=uri, mlflow_run_id=run_id)
+        result = fit(cfg, f"{cfg.run_name}-{key}", str(ROOT / cfg.data), val_pairs,
+                     mlflow_tracking_uri=uri, mlflow_run_id=run_id)
 
-        net = build_model(cfg.model.preset, **cfg.model.overrides)
         with result.checkpoint.as_directory() as ckpt:
             meta = load_training_state(ckpt, net)
         out.mkdir(parents=True, exist_ok=True)
@@ -83,19 +104,16 @@ def main() -> None:
         n_params = sum(p.numel() for p in net.parameters())
 
         client = MlflowClient()
-        history = sorted(client.get_metric_history(run_id, "loss"), key=lambda m: m.step)
-        lrs = {m.step: m.value for m in client.get_metric_history(run_id, "lr")}
-        with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["iteration", "loss", "lr"])
-            for m in history:
-                writer.writerow([m.step, f"{m.value:.6f}", f"{lrs.get(m.step, float('nan')):.3e}"])
-        Path(fh.name).replace(out / "train_curve.csv")
+        write_curve(client, run_id, out / "train_curve.csv")
         client.log_metric(run_id, "params_millions", n_params / 1e6)
         client.log_artifact(run_id, str(out / "train_curve.csv"))
         client.set_terminated(run_id, "FINISHED")
-        write_run_file(out / "run.json", run_id, iterations=int(meta["iteration"]), params=n_params,
-                       tracking_uri=params.mlflow.tracking_uri, train_key=key)
+        write_run_file(
+            out / "run.json", run_id, iterations=int(meta["iteration"]),
+            optimizer_steps=int(meta.get("optimizer_steps", 0)), params=n_params, exported=cfg.export,
+            train_key=key, resumed_from=meta.get("resumed_from", []),
+            val_psnr_y=meta.get("metrics", {}).get("val_psnr_y"),
+        )
         import ray
 
         ray.shutdown()

@@ -32,14 +32,27 @@ class TrainConfig:
     loss: str = "l1"
     aux_lr_weight: float = 0.0  # lambda of paper eq. 8
     grad_clip: float = 0.0  # 0 disables clipping
+    max_nonfinite: int = 10  # stop after this many non-finite losses in a row
     log_every: int = 50
+    # Every `checkpoint_every` iterations: validate (PSNR-Y on `val_sets`), log a sample
+    # image, and save a checkpoint. Ray keeps the `keep_checkpoints` best by validation PSNR-Y
+    # plus the latest one.
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
+    val_sets: list[str] = field(default_factory=lambda: ["data/raw/sample-holdout"])
+    val_qualities: list[int] = field(default_factory=lambda: [10, 40])
+    val_crop: int = 256  # HR centre crop side for validation images
+    export: str = "last"  # last | best: which checkpoint becomes models/cajnn.safetensors
+    init_weights: str = ""  # warm start (fine-tuning) from a .safetensors file
     seed: int = 0
     num_workers: int = 1
     use_gpu: str = "auto"  # auto | true | false
     cpus_per_worker: int = 1
-    storage_path: str = "runs"
+    amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
+    channels_last: str = "auto"  # auto (on GPU) | true | false
+    compile: bool = False  # torch.compile the model
+    storage_path: str = "runs"  # local folder or s3://bucket/prefix
+    storage_endpoint_url: str = ""  # S3-compatible endpoint (MinIO) for an s3:// storage_path
     run_name: str = "cajnn-train"
 
     def __post_init__(self) -> None:
@@ -47,5 +60,14 @@ class TrainConfig:
             raise ConfigError(f"train.loss {self.loss!r}: use l1, mse or charbonnier")
         if self.use_gpu not in ("auto", "true", "false"):
             raise ConfigError(f"train.use_gpu {self.use_gpu!r}: use auto, true or false")
+        for name, value, allowed in (
+            ("amp", self.amp, ("auto", "bf16", "fp32")),
+            ("channels_last", self.channels_last, ("auto", "true", "false")),
+            ("export", self.export, ("last", "best")),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"train.{name} {value!r}: use {', '.join(allowed)}")
+        if self.checkpoint_every < 1 or self.log_every < 1 or self.max_nonfinite < 1:
+            raise ConfigError("train.checkpoint_every, log_every and max_nonfinite must be >= 1")
         if self.iterations < 1 or self.batch_size < 1:
             raise ConfigError("train.iterations and train.batch_size must be >= 1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -44,17 +46,20 @@ def train_step(
     aux_weight: float = 0.0,
     clean_lr: torch.Tensor | None = None,
     grad_clip: float = 0.0,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> float | None:
-    """Forward, loss, backward and update; returns the loss, or None if the step was skipped."""
+    """Forward (under `autocast`, e.g. bf16), loss, backward and update; returns the loss, or
+    None if the step was skipped."""
     optimizer.zero_grad(set_to_none=True)
-    out = model(lr_img)
-    if isinstance(out, tuple):  # aux LR head (paper eq. 6-8) in training mode
-        sr, lr_pred = out
-        loss = loss_fn(sr, hr_img)
-        if aux_weight > 0 and clean_lr is not None:
-            loss = loss + aux_weight * loss_fn(lr_pred, clean_lr)
-    else:
-        loss = loss_fn(out, hr_img)
+    with autocast():
+        out = model(lr_img)
+        if isinstance(out, tuple):  # aux LR head (paper eq. 6-8) in training mode
+            sr, lr_pred = out
+            loss = loss_fn(sr.float(), hr_img)
+            if aux_weight > 0 and clean_lr is not None:
+                loss = loss + aux_weight * loss_fn(lr_pred.float(), clean_lr)
+        else:
+            loss = loss_fn(out.float(), hr_img)
     if not guard.check(loss.detach()):
         return None
     loss.backward()

@@ -4,8 +4,6 @@ the micro preset, in a temporary copy of the repository."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,65 +13,25 @@ import numpy as np
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.e2e.project import make_project, project_env, ran, run
+
 STAGES = ["fetch", "degrade", "train", "evaluate", "register"]
-TOP_LEVEL_SKIP = {".venv", ".git", "data", "models", "reports", "runs", "mlflow", ".pytest_cache"}
-
-
-def IGNORE(directory: str, names: list[str]) -> set[str]:
-    """Copy sources only: no venv, git history, pipeline outputs or caches."""
-    skip = {n for n in names if n == "__pycache__"}
-    if Path(directory) == REPO:
-        skip |= TOP_LEVEL_SKIP & set(names)
-    if Path(directory) == REPO / ".dvc":
-        skip |= {"tmp", "cache"} & set(names)
-    return skip
 
 pytestmark = pytest.mark.slow
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env.setdefault("GIT_AUTHOR_NAME", "test"); env.setdefault("GIT_AUTHOR_EMAIL", "test@localhost")
-    env.setdefault("GIT_COMMITTER_NAME", "test"); env.setdefault("GIT_COMMITTER_EMAIL", "test@localhost")
-    return env
-
-
-def _run(args: list[str], cwd: Path, timeout: int = 600) -> str:
-    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=timeout)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}"
-    return out
-
-
-def _ran(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("proj") / "cajnn"
-    shutil.copytree(REPO, root, ignore=IGNORE)
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["preset"] = "micro"
-    params["ray"]["num_cpus"] = 2
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], root)
-    _run(["git", "add", "-A"], root)
-    _run(["git", "commit", "-qm", "copy"], root)
-    return root
+    return make_project(tmp_path_factory.mktemp("proj"))
 
 
 @pytest.fixture(scope="module")
 def first_repro(project) -> str:
-    return _run(["dvc", "repro"], project)
+    return run(["dvc", "repro"], project)
 
 
 def test_repro_runs_all_five_stages_and_writes_outputs(project, first_repro):
-    assert _ran(first_repro) == STAGES
+    assert ran(first_repro) == STAGES
 
     from cajnn.weights import load_weights
 
@@ -88,7 +46,12 @@ def test_repro_runs_all_five_stages_and_writes_outputs(project, first_repro):
     table = (project / "reports" / "table.md").read_text()
     assert table.count("| CAJNN |") == 3
     curve = (project / "models" / "train_curve.csv").read_text().splitlines()
-    assert curve[0] == "iteration,loss,lr" and curve[-1].startswith("12,")
+    assert curve[0] == "iteration,loss,lr,val_psnr_y,val_ssim_y" and curve[-1].startswith("12,")
+    assert curve[-1].split(",")[3]  # validated at the last checkpoint
+    sweep = (project / "reports" / "qf_sweep.csv").read_text().splitlines()
+    assert sweep[0] == "qf,bicubic,cajnn" and len(sweep) == 11  # QF 10..100 (paper Fig. 3)
+    assert "CAJNN (self-ensembled)" in table
+    assert len(list((project / "reports" / "samples").glob("holdout_qf*.png"))) == 3
     manifest = json.loads((project / "data" / "patches" / "manifest.json").read_text())
     assert manifest["images"] == 7 and manifest["patches"] > 0 and manifest["skipped"] == []
 
@@ -127,20 +90,23 @@ def test_registry_has_champion_that_enhances(project, first_repro):
 
 
 def test_second_repro_is_a_no_op_and_dvc_reports(project, first_repro):
-    out = _run(["dvc", "repro"], project)
-    assert _ran(out) == []
-    dag = _run(["dvc", "dag"], project)
+    out = run(["dvc", "repro"], project)
+    assert ran(out) == []
+    dag = run(["dvc", "dag"], project)
     assert all(s in dag for s in STAGES)
-    shown = _run(["dvc", "metrics", "show"], project)
-    assert "holdout/qf10/cajnn/psnr_y" in shown or "psnr_y" in shown
+    shown = run(["dvc", "metrics", "show"], project)
+    assert "holdout/qf10/cajnn/psnr_y" in shown
+    run(["dvc", "plots", "show", "-o", "plots_html"], project)
+    html = (project / "plots_html" / "index.html").read_text()
+    assert "PSNR-Y vs JPEG quality" in html and "Training loss" in html
 
 
 def test_changing_a_train_param_reruns_train_and_after_only(project, first_repro):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["seed"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = _run(["dvc", "repro"], project)
-    assert _ran(out) == ["train", "evaluate", "register"]
+    out = run(["dvc", "repro"], project)
+    assert ran(out) == ["train", "evaluate", "register"]
     record = json.loads((project / "reports" / "registry.json").read_text())
     assert record["version"] == 2
     assert record["decision"]["champion_mean"] is not None  # compared with version 1
@@ -154,7 +120,7 @@ def test_cli_enhance_folder_with_a_corrupt_file(project, first_repro, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "cajnn.cli", "enhance", str(src), "-o", str(tmp_path / "out"),
          "--weights", str(project / "models" / "cajnn.safetensors"), "--tile", "64"],
-        capture_output=True, text=True, env=_env(), timeout=300,
+        capture_output=True, text=True, env=project_env(), timeout=300,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "broken.jpg" in proc.stderr

@@ -57,14 +57,14 @@ def test_repo_params_load_with_typed_defaults(monkeypatch, tmp_path):
 
     t = p.train
     assert t.model.preset == "cpu-small" and t.model.overrides == {}
-    assert (t.iterations, t.batch_size, t.crop, t.restart_every) == (400, 16, 32, 400)
-    assert isinstance(t.lr, float) and t.lr == pytest.approx(5e-4)
+    assert (t.iterations, t.batch_size, t.crop, t.restart_every) == (1400, 8, 24, 1400)
+    assert isinstance(t.lr, float) and t.lr == pytest.approx(1e-3)
     assert isinstance(t.lr_min, float) and t.lr_min == pytest.approx(1e-7)
     assert t.loss == "l1" and t.use_gpu == "auto" and t.aux_lr_weight == 0.0
 
     assert p.evaluate.qualities == [10, 20, 40]
     assert p.evaluate.sets == {"holdout": "data/raw/sample-holdout"}
-    assert p.evaluate.self_ensemble is False
+    assert p.evaluate.self_ensemble is True
     assert p.register.model_name == "cajnn" and p.register.tolerance == pytest.approx(0.1)
 
 
@@ -317,5 +317,5 @@ def test_flatten_of_params():
     assert flat["train.model.preset"] == "cpu-small"
     assert flat["degrade.profiles.paper.qf_min"] == 10
     assert flat["evaluate.qualities"] == [10, 20, 40]
-    assert flat["train.iterations"] == 400
+    assert flat["train.iterations"] == 1400
     assert all(not isinstance(v, dict) for v in flat.values())

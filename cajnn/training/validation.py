@@ -1,0 +1,74 @@
+"""Validation during training: PSNR-Y / SSIM-Y on a few held-out images (paper IV-B protocol
+on centre crops, so that it costs seconds, not minutes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from cajnn.data.image_io import ImageLoadError, list_images, load_rgb
+from cajnn.degradation.imresize import matlab_imresize, modcrop
+from cajnn.degradation.jpeg import jpeg_compress
+from cajnn.inference import enhance
+from cajnn.metrics import psnr_y, ssim_y
+
+
+@dataclass(frozen=True)
+class ValPair:
+    name: str
+    qf: int
+    lr: np.ndarray  # JPEG-degraded LR, uint8
+    hr: np.ndarray  # ground truth, uint8
+
+
+def centre_crop(img: np.ndarray, side: int, multiple: int) -> np.ndarray:
+    """The central `side` x `side` region (or less), with sides a multiple of `multiple`."""
+    h, w = img.shape[:2]
+    ch, cw = min(side, h) // multiple * multiple, min(side, w) // multiple * multiple
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return np.ascontiguousarray(img[y : y + ch, x : x + cw])
+
+
+def build_val_pairs(folders: Sequence[str | Path], qualities: Sequence[int], crop: int, scale: int) -> list[ValPair]:
+    """HR centre crops degraded as in the test protocol (MATLAB bicubic, JPEG 4:2:0)."""
+    pairs = []
+    for folder in folders:
+        for path in list_images(folder):
+            try:
+                hr = centre_crop(modcrop(load_rgb(path), scale), crop, 8 * scale)
+            except ImageLoadError:
+                continue  # evaluation reports unreadable files; validation just uses the rest
+            if min(hr.shape[:2]) < 8 * scale:
+                continue
+            lr_clean = matlab_imresize(hr, 1.0 / scale)
+            for qf in qualities:
+                pairs.append(ValPair(path.stem, int(qf), jpeg_compress(lr_clean, int(qf)), hr))
+    return pairs
+
+
+def validate(model: nn.Module, pairs: Sequence[ValPair], crop: int = 4) -> tuple[dict[str, float], np.ndarray | None]:
+    """Mean PSNR-Y / SSIM-Y over the pairs (and per QF), and a side-by-side sample image
+    (input nearest-upscaled | bicubic | output | ground truth) of the first pair."""
+    if not pairs:
+        return {}, None
+    scores: dict[int, list[tuple[float, float]]] = {}
+    sample = None
+    for pair in pairs:
+        sr = enhance(pair.lr, model, device=str(next(model.parameters()).device.type))
+        scores.setdefault(pair.qf, []).append((psnr_y(sr, pair.hr, crop), ssim_y(sr, pair.hr, crop)))
+        if sample is None:
+            scale = pair.hr.shape[0] // pair.lr.shape[0]
+            near = np.repeat(np.repeat(pair.lr, scale, axis=0), scale, axis=1)
+            sample = np.concatenate([near, matlab_imresize(pair.lr, float(scale)), sr, pair.hr], axis=1)
+    metrics = {}
+    for qf, vals in sorted(scores.items()):
+        metrics[f"val_psnr_y_qf{qf}"] = float(np.mean([v[0] for v in vals]))
+        metrics[f"val_ssim_y_qf{qf}"] = float(np.mean([v[1] for v in vals]))
+    allv = [v for vals in scores.values() for v in vals]
+    metrics["val_psnr_y"] = float(np.mean([v[0] for v in allv]))
+    metrics["val_ssim_y"] = float(np.mean([v[1] for v in allv]))
+    return metrics, sample

@@ -1,0 +1,77 @@
+"""Crash safety of the train stage: the process is killed halfway (SIGKILL to its whole
+process group, Ray included) and started again; training continues from the last checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.e2e.project import make_project, project_env, run
+
+pytestmark = pytest.mark.slow
+
+ITERATIONS = 40
+CHECKPOINT_EVERY = 10
+
+
+def test_killed_training_resumes_from_last_checkpoint(tmp_path):
+    root = make_project(tmp_path)
+    # The micro preset sets train.* itself, so the longer schedule goes into the preset file.
+    preset = root / "presets" / "micro.yaml"
+    values = yaml.safe_load(preset.read_text())
+    values["train"].update(iterations=ITERATIONS, checkpoint_every=CHECKPOINT_EVERY, log_every=5,
+                           restart_every=ITERATIONS)
+    preset.write_text(yaml.safe_dump(values))
+    run(["dvc", "repro", "degrade"], root)
+
+    cmd = [sys.executable, "-m", "pipelines.train"]
+    proc = subprocess.Popen(cmd, cwd=root, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    seen = []
+    killed_after = None
+    deadline = time.monotonic() + 300
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            # Kill once the iteration-20 checkpoint is certainly persisted (we are past it).
+            if f"it 25/{ITERATIONS}" in line:
+                killed_after = 25
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            assert time.monotonic() < deadline, "".join(seen[-40:])
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert killed_after is not None, "training finished before it could be killed:\n" + "".join(seen[-40:])
+    assert proc.returncode == -signal.SIGKILL
+    assert not (root / "models" / "run.json").exists()
+    time.sleep(2)  # let the orphaned Ray processes notice their raylet is gone
+
+    out = subprocess.run(cmd, cwd=root, env=project_env(), capture_output=True, text=True, timeout=600)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-6000:]
+    train_lines = "".join(line + "\n" for line in log.splitlines() if "[train]" in line or "heckpoint" in line)
+    record = json.loads((root / "models" / "run.json").read_text())
+    assert record["resumed_from"] == [20], train_lines[-6000:]
+    assert f"it 5/{ITERATIONS} " not in log  # it did not start again from zero
+    # An uninterrupted run makes exactly ITERATIONS optimizer steps; so did this one, in total.
+    assert record["iterations"] == ITERATIONS
+    assert record["optimizer_steps"] == ITERATIONS
+
+    # The same MLflow run was resumed, not a second one created.
+    run_id = record["run_id"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("cajnn").experiment_id])
+    assert [r.info.run_id for r in runs] == [run_id]
+    steps = [m.step for m in client.get_metric_history(run_id, "loss")]
+    assert max(steps) == ITERATIONS and 20 in steps
