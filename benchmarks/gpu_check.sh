@@ -4,6 +4,7 @@
 #
 #     bash benchmarks/gpu_check.sh                 # writes $OUT/gpu_check.json when OUT is set
 #     bash benchmarks/gpu_check.sh --reps 20       # extra arguments go to gpu_check_model.py
+#     bash benchmarks/gpu_check.sh --train         # training speed at the paper's settings (issue 6)
 #
 # Python: $PYTHON if set, else python3 when it already has a CUDA build of torch (GPU images
 # usually do, and may have no package index to install from); otherwise a fresh venv
@@ -33,4 +34,12 @@ fi
 echo "== $(date -u +%FT%TZ)  python: $PY  torch: $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)')"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null || true
 export PYTHONUNBUFFERED=1
-PYTHONPATH=. "$PY" benchmarks/gpu_check_model.py "$@"
+if [[ "${1:-}" == "--train" ]]; then
+    # Training at the paper's settings (issue 6): bf16 and fp32, then torch.compile with bf16.
+    shift
+    for args in "--dtype bf16" "--dtype fp32" "--dtype bf16 --compile"; do
+        PYTHONPATH=. "$PY" benchmarks/gpu_check_train.py $args "$@"
+    done
+else
+    PYTHONPATH=. "$PY" benchmarks/gpu_check_model.py "$@"
+fi

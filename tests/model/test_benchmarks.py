@@ -69,3 +69,14 @@ def test_gpu_check_runs_on_cpu_quick(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
 def test_gpu_check_script_is_executable():
     assert os.access(ROOT / "benchmarks" / "gpu_check.sh", os.X_OK)
+
+
+def test_gpu_train_check_runs_on_cpu_with_tiny_settings(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check_train.py"), "--device", "cpu", "--iterations", "1",
+         "--warmup", "1", "--batch", "1", "--crop", "8", "--dtype", "fp32"],
+        env={**ENV, "OUT": str(tmp_path)}, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "gpu_check_train_fp32.json").read_text())
+    assert result["iterations_per_s"] > 0 and result["hours_for_1e6_iterations"] > 0
