@@ -17,6 +17,6 @@ Results
   weights            models/cajnn.safetensors + models/cajnn.json
   training curve     models/train_curve.csv  (dvc plots show)
   side-by-side crops reports/samples/
-  model registry     $(python -c 'import json;r=json.load(open("reports/registry.json"));print(f"models:/{r["model_name"]}/{r["version"]} (champion: version {r["champion"]})")')
+  model registry     $(python -c 'import json; r = json.load(open("reports/registry.json")); print("models:/%s/%s (champion: version %s)" % (r["model_name"], r["version"], r["champion"]))')
   MLflow UI          make ui   ->  http://127.0.0.1:5000
 MSG

@@ -268,6 +268,21 @@ def storage(cfg: TrainConfig) -> tuple[str, Any]:
     return cfg.storage_path[len("s3://"):], fs
 
 
+IN_MEMORY_LIMIT = 1 << 30  # shard bytes below which the patch set is kept in Ray's object store
+
+
+def train_dataset(shards: list[str]):
+    """The patch shards as a Ray Dataset. A small set (the embedded default) is materialized
+    once, so that each epoch does not read and decode the Parquet files again (that showed as
+    ~20 % data wait at epoch starts); a large one (DIV2K + Flickr2K) is streamed."""
+    import ray.data
+
+    ds = ray.data.read_parquet(shards)
+    if sum(os.path.getsize(s) for s in shards) < IN_MEMORY_LIMIT:
+        ds = ds.materialize()
+    return ds
+
+
 def fit(
     cfg: TrainConfig,
     run_name: str,
@@ -282,7 +297,6 @@ def fit(
     Starting again with the same `run_name` and storage resumes from the latest checkpoint
     (Ray Train V2 has no `Trainer.restore`: this is how V2 resumes).
     """
-    import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -319,7 +333,7 @@ def fit(
                 checkpoint_score_order="max",
             ),
         ),
-        datasets={"train": ray.data.read_parquet(shards)},
+        datasets={"train": train_dataset(shards)},
     )
     result = trainer.fit()
     if result.checkpoint is None:
