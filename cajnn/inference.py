@@ -23,6 +23,7 @@ from torch import nn
 
 from cajnn.archs.memory import estimate_forward_bytes
 from cajnn.training.augment import dihedral, dihedral_inverse
+from cajnn.weights import unwrap_model as _unwrap
 
 #: LR pixels of context added on each side of a tile (discarded after the pass).
 DEFAULT_OVERLAP = 16
@@ -257,17 +258,6 @@ def _as_rgb_uint8(image) -> np.ndarray:
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {arr.dtype} {arr.shape}")
     return arr
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Strip torch.compile (``_orig_mod``) and DataParallel / DDP (``module``) wrappers."""
-    while True:
-        inner = getattr(model, "_orig_mod", None)
-        if inner is None:
-            inner = getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
 
 
 def _forward(model: nn.Module, x: torch.Tensor, self_ensemble: bool, fmt: torch.memory_format) -> torch.Tensor:

@@ -34,7 +34,7 @@ def config_path_for(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
     """Strip DistributedDataParallel (``.module``) and torch.compile (``._orig_mod``) wrappers."""
     while True:
         inner = getattr(model, "_orig_mod", None)
@@ -69,7 +69,7 @@ def _listed(names: list[str]) -> str:
 def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``model``'s state dict to ``path`` (safetensors) and ``model.config`` to the
     sibling ``.json``; returns ``path`` as a :class:`~pathlib.Path`."""
-    model = _unwrap(model)
+    model = unwrap_model(model)
     path = Path(path)
     json_path = config_path_for(path)
     if json_path == path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cajnn.config import ConfigError, Params, RayConfig, load_params
+from cajnn.fetch.files import atomic_dir as staged_dir  # noqa: F401 (re-exported for the stages)
 
 ROOT = Path.cwd()
 
@@ -47,24 +47,6 @@ def init_ray(cfg: RayConfig) -> None:
     else:
         kwargs["address"] = cfg.address
     ray.init(**kwargs)
-
-
-@contextlib.contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
-    """Build an output folder beside its final place and swap it in only on success, so a
-    failed or interrupted stage never leaves a half-written output behind."""
-    partial = final.with_name(f".{final.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
 
 
 def write_json(path: Path, data: Any) -> None:
