@@ -6,7 +6,13 @@ skipped with its reason, and carry on: one bad file never stops a batch.
 
 Conversions: EXIF orientation is applied; L/LA/P/CMYK/I;16/I/F modes become RGB; an alpha
 channel is composited on **white** (web images with transparency are usually shown on white
-pages); 16-bit images are scaled to 8 bits.
+pages), so a fully transparent pixel becomes white whatever its stored colour; 16-bit images
+are scaled to 8 bits (value * 255 / 65535, rounded). Embedded ICC profiles are not applied
+(pixels are taken as sRGB).
+
+Rejected, with a reason: missing, empty, non-image and truncated or corrupt files, images over
+``MAX_PIXELS`` (checked from the header, before decoding: decompression bombs) and anything the
+decoders fail on.
 """
 
 from __future__ import annotations
@@ -81,8 +87,12 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
         raise ImageLoadError(path, "not an image file (format not recognised)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(path, f"decompression bomb refused ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageLoadError(path, f"corrupt or truncated image ({exc})") from None
+    except MemoryError:
+        raise ImageLoadError(path, "not enough memory to decode the image") from None
+    except Exception as exc:  # a decoder bug on a malformed file must not stop a batch either
+        raise ImageLoadError(path, f"unreadable image ({type(exc).__name__}: {exc})") from None
     arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
         raise ImageLoadError(path, f"unexpected decoded shape {arr.shape}")

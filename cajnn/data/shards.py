@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +20,28 @@ import pyarrow.parquet as pq
 from cajnn.config import DegradeConfig
 from cajnn.data.image_io import ImageLoadError, load_rgb
 from cajnn.data.patches import patch_pairs
-from cajnn.degradation.imresize import modcrop
-from cajnn.degradation.profile import degrade, draw_qualities
+from cajnn.degradation.profile import apply_plan, draw_plans, plan_label, prepare
 
 SCHEMA = pa.schema(
     [
-        ("source", pa.string()),
-        ("qf", pa.int16()),
-        ("y", pa.int32()),
+        ("source", pa.string()),  # the image's path relative to its input folder's parent
+        ("qf", pa.int16()),  # QF of the last compression (the one visible in the LR's tables)
+        ("y", pa.int32()),  # LR top-left of the patch in the degraded LR image
         ("x", pa.int32()),
         ("patch", pa.int16()),  # LR side; HR side = scale * patch
         ("scale", pa.int8()),
         ("hr", pa.binary()),  # raw uint8 HWC bytes
         ("lr", pa.binary()),
+        ("qf_chain", pa.string()),  # every pass: "37", "90>70", "90@3,5>70" (see plan_label)
+        ("off_y", pa.int16()),  # LR rows / cols cropped off the clean LR image before JPEG
+        ("off_x", pa.int16()),  # (grid offsets): (y + off_y, x + off_x) is the clean-LR position
     ]
 )
-
+# Binary pixel columns: no dictionary (the values are unique and ~100 kB) and pages big
+# enough to hold several patch rows, so zstd sees the K rows of one position (same HR patch,
+# written next to each other) together and stores the HR bytes about once.
+_PIXEL_COLUMNS = ("hr", "lr")
+_DATA_PAGE_BYTES = 4 << 20
 
 def stable_seed(*parts: object) -> int:
     """A 64-bit seed from values, independent of Python's per-process hash salt."""
@@ -56,7 +62,9 @@ class ShardResult:
     shard: str | None
     rows: int
     bytes: int
-    qualities: list[int]
+    qualities: list[int]  # last-pass QF of each of the K draws
+    draws: list[str] = field(default_factory=list)  # each draw's plan_label
+    hr_pixels: int = 0  # pixels of the input image as loaded (before modcrop / caps)
     skipped: str | None = None  # reason, when the image was not used
 
 
@@ -65,7 +73,15 @@ def write_table_atomic(table: pa.Table, path: Path) -> int:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=False)
+        pq.write_table(
+            table,
+            tmp,
+            compression="zstd",
+            write_statistics=False,
+            use_dictionary=[c for c in table.column_names if c not in _PIXEL_COLUMNS],
+            data_page_size=_DATA_PAGE_BYTES,
+            compression_level=3,
+        )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,33 +90,59 @@ def write_table_atomic(table: pa.Table, path: Path) -> int:
 
 
 def degrade_to_shard(path: str, relpath: str, out_dir: str, cfg: DegradeConfig) -> ShardResult:
-    """Load one HR image, degrade it at K drawn QFs, cut patch pairs, write its shard."""
+    """Load one HR image, degrade it K times per the profile, cut patch pairs, write its shard.
+
+    Deterministic: the draws come from a generator seeded by (seed, relpath) only, and rows are
+    written in a fixed order -- by position in the clean LR image, then by draw -- so the shard's
+    bytes depend on the image, the parameters and the seed, not on which worker ran it.
+    An image that cannot be used is returned as skipped, with the reason, and writes nothing.
+    """
     profile = cfg.selected_profile()
     try:
         hr = load_rgb(path)
     except ImageLoadError as exc:
         return ShardResult(relpath, None, 0, 0, [], skipped=exc.reason)
-    hr = modcrop(hr, profile.scale)
-    min_side = cfg.patch_size * profile.scale
-    if min(hr.shape[:2]) < min_side:
+    hr_pixels = int(hr.shape[0] * hr.shape[1])
+    s = profile.scale
+    need = cfg.patch_size + profile.compressions * profile.grid_offset  # LR pixels
+    too_small = (
+        f"{hr.shape[1]}x{hr.shape[0]} is smaller than one {cfg.patch_size * s}px patch"
+        f" ({cfg.patch_size}px LR{' + grid offsets' if need > cfg.patch_size else ''})"
+    )
+    if min(hr.shape[:2]) < need * s:
+        return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=too_small)
+    prep = prepare(hr, profile)
+    del hr
+    if min(prep.lr.shape[:2]) < need:
+        lr_h, lr_w = prep.lr.shape[:2]
         return ShardResult(
-            relpath, None, 0, 0, [], skipped=f"{hr.shape[1]}x{hr.shape[0]} is smaller than one {min_side}px patch"
+            relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=f"{too_small} after the size cap ({lr_w}x{lr_h} LR)"
         )
     rng = np.random.default_rng(stable_seed(cfg.seed, relpath))
-    qualities = draw_qualities(profile, cfg.qualities_per_image, rng)
-    columns: dict[str, list] = {name: [] for name in SCHEMA.names}
-    for qf in qualities:
-        lr = degrade(hr, profile, qf)
-        for y, x, hr_p, lr_p in patch_pairs(hr, lr, cfg.patch_size, cfg.stride, profile.scale):
-            for key, value in (
-                ("source", relpath), ("qf", qf), ("y", y), ("x", x), ("patch", cfg.patch_size),
-                ("scale", profile.scale), ("hr", hr_p.tobytes()), ("lr", lr_p.tobytes()),
-            ):
-                columns[key].append(value)
-    table = pa.table(columns, schema=SCHEMA)
+    plans = draw_plans(profile, cfg.qualities_per_image, rng)
+    rows = []
+    hr_bytes: dict[tuple[int, int], bytes] = {}  # one copy of an HR patch shared by the K draws
+    for k, plan in enumerate(plans):
+        d = apply_plan(prep, profile, plan)
+        label = plan_label(plan)
+        oy, ox = d.offset
+        for y, x, hr_p, lr_p in patch_pairs(d.hr, d.lr, cfg.patch_size, cfg.stride, s):
+            at = (y + oy, x + ox)  # position in the clean LR image: the same HR pixels for every draw
+            hp = hr_bytes.get(at)
+            if hp is None:
+                hp = hr_bytes[at] = hr_p.tobytes()
+            rows.append(((*at, k), (relpath, plan[-1].quality, y, x, cfg.patch_size, s, hp, lr_p.tobytes(), label, oy, ox)))
+    if not rows:
+        return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=too_small)
+    rows.sort(key=lambda r: r[0])
+    columns = list(zip(*(values for _, values in rows)))
+    table = pa.table({name: list(col) for name, col in zip(SCHEMA.names, columns)}, schema=SCHEMA)
+    del rows, columns, hr_bytes
     name = shard_name(relpath)
     size = write_table_atomic(table, Path(out_dir) / name)
-    return ShardResult(relpath, name, table.num_rows, size, qualities)
+    return ShardResult(
+        relpath, name, table.num_rows, size, [p[-1].quality for p in plans], [plan_label(p) for p in plans], hr_pixels
+    )
 
 
 def decode_patches(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -335,3 +335,34 @@ def test_save_rgb_jpeg_of_rgba_fails_cleanly(tmp_path):
     with pytest.raises(OSError):  # JPEG cannot hold an alpha channel
         save_rgb(rgba, tmp_path / "a.jpg")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "exc, reason",
+    [
+        (EOFError("no more data"), "corrupt or truncated"),
+        (MemoryError(), "not enough memory"),
+        (IndexError("tile out of range"), "unreadable image (IndexError: tile out of range)"),
+    ],
+)
+def test_any_decoder_failure_becomes_a_reason(tmp_path, monkeypatch, exc, reason):
+    Image.fromarray(rgb_pattern()).save(tmp_path / "a.png")
+
+    def boom(self):
+        raise exc
+
+    monkeypatch.setattr(Image.Image, "load", boom)
+    with pytest.raises(ImageLoadError) as info:
+        load_rgb(tmp_path / "a.png")
+    assert reason in info.value.reason
+
+
+def test_16bit_rgb_png_becomes_8bit_rgb(tmp_path):
+    # a 48-bit PNG written by hand (Pillow cannot write one): 2 x 1 pixels
+    rows = [b"\x00" + np.array([[65535, 0, 257], [32896, 65535, 0]], ">u2").tobytes()]
+    body = zlib.compress(b"".join(rows))
+    ihdr = struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0)
+    (tmp_path / "d.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b""))
+    out = load_rgb(tmp_path / "d.png")
+    assert out.shape == (1, 2, 3) and out.dtype == np.uint8
+    assert tuple(out[0, 0]) == (255, 0, 1) and tuple(out[0, 1]) == (128, 255, 0)

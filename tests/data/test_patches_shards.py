@@ -141,7 +141,15 @@ def test_degrade_to_shard_rows_and_content(tmp_path, hr_image):
     assert hr.dtype == np.uint8 and lr.dtype == np.uint8
     assert set(batch["source"]) == {"train/photo.png"}
     assert set(batch["patch"]) == {16} and set(batch["scale"]) == {4}
-    assert list(batch["qf"]) == [q for q in res.qualities for _ in range(20)]
+    # rows: by LR position, then by draw (the K rows of one position are next to each other,
+    # so zstd stores their shared HR patch about once)
+    positions = [(y, x) for y in ys for x in xs]
+    assert [(int(a), int(b)) for a, b in zip(batch["y"], batch["x"])] == [p for p in positions for _ in range(2)]
+    assert list(batch["qf"]) == res.qualities * 20
+    assert list(batch["qf_chain"]) == [str(q) for q in res.qualities] * 20
+    assert set(batch["off_y"]) == {0} and set(batch["off_x"]) == {0}
+    assert res.draws == [str(q) for q in res.qualities]
+    assert res.hr_pixels == H * W
 
     lr_full = {q: degrade(arr, PROFILE, q) for q in set(res.qualities)}
     for i in range(res.rows):
@@ -192,7 +200,8 @@ def test_too_small_image_is_skipped(tmp_path):
     out.mkdir()
     res = degrade_to_shard(str(small), "small.png", str(out), make_cfg())
     assert res.shard is None and res.rows == 0
-    assert res.skipped and "smaller" in res.skipped and "64" in res.skipped
+    assert res.skipped and "smaller" in res.skipped and "64px" in res.skipped and "16px LR" in res.skipped
+    assert res.hr_pixels == 60 * 100
     assert list(out.iterdir()) == []
 
 

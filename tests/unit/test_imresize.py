@@ -277,3 +277,163 @@ def test_channels_independent_and_2d_equals_3d():
 def test_rejects_bad_input(img, scale):
     with pytest.raises(ValueError):
         matlab_imresize(img, scale)
+
+
+# --- x1/4 weights worked out by hand -----------------------------------------------------------
+# Antialiased x1/4: h(t) = k(t / 4) / 4 and output x sits at u = 4x - 1.5, so every output reads
+# inputs at distances +-0.5, +-1.5, ..., +-7.5 (the 18-tap window's ends, +-8.5, get 0). These
+# weights are dyadic fractions; they already sum to exactly 1, so normalising changes nothing and
+# the results below are exact in floating point.
+QUARTER = {  # |distance| -> weight = k(|d| / 4) / 4
+    0.5: 0.240966796875,  # k(0.125) = 1.5/512 - 2.5/64 + 1 = 0.9638671875
+    1.5: 0.181884765625,  # k(0.375) = 0.7275390625
+    2.5: 0.097412109375,  # k(0.625) = 0.3896484375
+    3.5: 0.022705078125,  # k(0.875) = 0.0908203125
+    4.5: -0.011962890625,  # k(1.125) = -0.5 * 1.423828125 + 2.5 * 1.265625 - 4.5 + 2 = -0.0478515625
+    5.5: -0.018310546875,  # k(1.375) = -0.0732421875
+    6.5: -0.010986328125,  # k(1.625) = -0.0439453125
+    7.5: -0.001708984375,  # k(1.875) = -0.0068359375
+}
+
+
+def test_quarter_interior_weights_by_hand():
+    assert sum(QUARTER.values()) == 0.5  # exactly: each side of the kernel holds half the mass
+    for d, w in QUARTER.items():
+        assert 0.25 * _k(d / 4) == w
+    # column x of matlab_imresize(I, (1, 1/4)) holds the weight of every input for output x
+    weights = matlab_imresize(np.eye(64), (1.0, 0.25))
+    assert weights.shape == (64, 16)
+    x = 8  # 1-based output 8: u = 30.5, inputs j = 23 .. 38 (1-based)
+    expected = np.zeros(64)
+    for j in range(23, 39):
+        expected[j - 1] = QUARTER[abs(30.5 - j)]
+    np.testing.assert_array_equal(weights[:, x - 1], expected)
+    # every interior output has the same 16 weights, shifted by 4 inputs per output
+    for x in range(3, 15):
+        np.testing.assert_array_equal(weights[:, x - 1], np.roll(expected, 4 * (x - 8)))
+
+
+def test_quarter_border_weights_by_hand():
+    # output 1: u = 2.5 reads j = -6 .. 11; j <= 0 mirrors to 1 - j (the border sample repeats),
+    # so input p gets the weight at distance |2.5 - p| plus the one at |2.5 - (1 - p)|
+    folded = [
+        0.279296875,  # p=1: d 1.5 (j=1)  + d 2.5 (j=0)
+        0.263671875,  # p=2: d 0.5 (j=2)  + d 3.5 (j=-1)
+        0.22900390625,  # p=3: d 0.5 + d 4.5
+        0.16357421875,  # p=4: d 1.5 + d 5.5
+        0.08642578125,  # p=5: d 2.5 + d 6.5
+        0.02099609375,  # p=6: d 3.5 + d 7.5
+        -0.011962890625,  # p=7: d 4.5 (+ j=-6 at d 8.5: weight 0)
+        -0.018310546875,  # p=8: d 5.5
+        -0.010986328125,  # p=9: d 6.5
+        -0.001708984375,  # p=10: d 7.5
+    ]
+    assert sum(folded) == 1.0
+    weights = matlab_imresize(np.eye(64), (1.0, 0.25))
+    np.testing.assert_array_equal(weights[:10, 0], folded)
+    assert not weights[10:, 0].any()
+    # right border: output 16 (u = 62.5) is the mirror image of output 1
+    np.testing.assert_array_equal(weights[::-1, 15], weights[:, 0])
+    # on uint8: a ramp's first output, rounded half away from zero
+    ramp = np.arange(0, 256, 4, dtype=np.uint8)[None, :]  # 0, 4, ..., 252
+    value = float(np.dot(folded, ramp[0, :10].astype(float)))
+    assert matlab_imresize(ramp, (1.0, 0.25))[0, 0] == math.floor(value + 0.5)
+
+
+def test_upscale_x4_weights_by_hand():
+    # x4 (no antialiasing when enlarging): output x at u = x/4 + 0.375, 4 taps. Output 3:
+    # u = 1.125 -> inputs 0 (mirrored to 1), 1, 2, 3 at distances 1.125, 0.125, -0.875, -1.875
+    weights = matlab_imresize(np.eye(8), (4.0, 1.0))  # rows: outputs, columns: inputs
+    k = [_k(1.125), _k(0.125), _k(0.875), _k(1.875)]
+    assert sum(k) == 1.0
+    np.testing.assert_array_equal(weights[2, :3], [k[0] + k[1], k[2], k[3]])
+    assert not weights[2, 3:].any()
+
+
+# --- output-size form, identity, band layout ---------------------------------------------------
+
+
+def test_output_shape_form():
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    # same factors as the scale form -> same result
+    np.testing.assert_array_equal(matlab_imresize(img, output_shape=(10, 15)), matlab_imresize(img, 0.25))
+    # MATLAB: imresize(A, [rows cols]) uses scale = [rows cols] ./ size(A)
+    out = matlab_imresize(img.astype(np.float64), output_shape=(17, 60))
+    assert out.shape == (17, 60, 3)
+    np.testing.assert_allclose(out, matlab_imresize(img.astype(np.float64), (17 / 40, 1.0)), rtol=0, atol=1e-12)
+    for bad in ((0, 5), (5,), (5.0, 5), (True, 5), "ab"):
+        with pytest.raises(ValueError, match="output_shape"):
+            matlab_imresize(img, output_shape=bad)
+    with pytest.raises(ValueError, match="exactly one"):
+        matlab_imresize(img, 0.5, output_shape=(20, 30))
+    with pytest.raises(ValueError, match="exactly one"):
+        matlab_imresize(img)
+
+
+def test_identity_returns_a_copy():
+    img = np.arange(24, dtype=np.uint8).reshape(4, 6)
+    out = matlab_imresize(img, 1)
+    np.testing.assert_array_equal(out, img)
+    out[0, 0] = 99
+    assert img[0, 0] == 0
+    view = np.arange(48, dtype=np.float64).reshape(4, 12)[:, ::2]
+    out = matlab_imresize(view, output_shape=(4, 6))
+    assert out.flags.c_contiguous and not np.shares_memory(out, view)
+    np.testing.assert_array_equal(out, view)
+
+
+def _sparse_reference(img: np.ndarray, scale, antialiasing: bool = True) -> np.ndarray:
+    """The resize as two sparse matrix products (the pre-optimisation implementation)."""
+    import scipy.sparse as sp
+
+    from cajnn.degradation.imresize import _contributions
+
+    scales = (scale, scale) if np.isscalar(scale) else scale
+    x = img[:, :, None] if img.ndim == 2 else img
+    for dim in sorted(range(2), key=lambda d: scales[d]):
+        n_in = x.shape[dim]
+        n_out = math.ceil(scales[dim] * n_in)
+        w, idx = _contributions(n_in, n_out, scales[dim], antialiasing)
+        rows = np.repeat(np.arange(n_out), w.shape[1])
+        mat = sp.coo_matrix((w.ravel(), (rows, idx.ravel())), shape=(n_out, n_in)).tocsr()
+        moved = np.moveaxis(x.astype(np.float64), dim, 0)
+        res = np.moveaxis(np.asarray(mat @ moved.reshape(n_in, -1)).reshape((n_out,) + moved.shape[1:]), 0, dim)
+        x = np.floor(np.clip(res, 0, 255) + 0.5).astype(np.uint8) if img.dtype == np.uint8 else res.astype(img.dtype)
+    return x[:, :, 0] if img.ndim == 2 else x
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_sparse_reference_on_random_images(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(8):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        shape = (h, w) if rng.random() < 0.3 else (h, w, int(rng.choice([1, 3, 4])))
+        scale = [0.25, 0.5, 1 / 3, 2.0, 4.0, 0.7, (0.5, 2.0), (1.0, 0.25), (3.0, 0.6)][int(rng.integers(9))]
+        aa = bool(rng.integers(2))
+        u8 = rng.integers(0, 256, shape, dtype=np.uint8)
+        np.testing.assert_array_equal(matlab_imresize(u8, scale, aa), _sparse_reference(u8, scale, aa))
+        f = rng.random(shape) * 255
+        np.testing.assert_allclose(matlab_imresize(f, scale, aa), _sparse_reference(f, scale, aa), rtol=0, atol=1e-9)
+
+
+def test_result_independent_of_band_size(monkeypatch):
+    from cajnn.degradation import imresize as mod
+
+    rng = np.random.default_rng(8)
+    img = rng.integers(0, 256, (203, 157, 3), dtype=np.uint8)
+    ref = {s: matlab_imresize(img, s) for s in (0.25, 4, 1 / 3)}
+    for size in (1, 3, 16, 10_000):  # 1 output sample per band ... all in one band
+        monkeypatch.setattr(mod, "_axis0_block", lambda m: size)
+        monkeypatch.setattr(mod, "_axis1_block", lambda rows: size)
+        for s, expected in ref.items():
+            np.testing.assert_array_equal(matlab_imresize(img, s), expected)
+
+
+def test_2k_photo_quarter_matches_reference():
+    from cajnn.data.sample import load_sample
+
+    img = np.concatenate([load_sample("astronaut")] * 2, axis=1)[:, :1000]  # 512 x 1000
+    np.testing.assert_array_equal(matlab_imresize(img, 0.25), _sparse_reference(img, 0.25))
+    lr = matlab_imresize(img, 0.25)
+    np.testing.assert_array_equal(matlab_imresize(lr, 4), _sparse_reference(lr, 4.0))
