@@ -135,10 +135,10 @@ def make_zip(entries: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def make_tar(entries: dict[str, bytes], links: dict[str, tuple[str, bytes]] | None = None) -> bytes:
-    """Regular files plus links {name: (target, tarfile.SYMTYPE | LNKTYPE)}."""
+def make_tar(entries: dict[str, bytes], links: dict[str, tuple[str, bytes]] | None = None, mode: str = "w") -> bytes:
+    """Regular files plus links {name: (target, tarfile.SYMTYPE | LNKTYPE)}; `mode` e.g. "w:gz"."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
         for name, data in entries.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)

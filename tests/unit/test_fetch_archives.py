@@ -12,6 +12,7 @@ import pytest
 
 from cajnn.fetch import DiskFullError, UnsafeArchiveError
 from cajnn.fetch.archives import extract, safe_name
+from tests.integration.fetch_helpers import make_tar as tar_bytes
 
 
 def zip_bytes(entries: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
@@ -23,20 +24,6 @@ def zip_bytes(entries: dict[str, bytes], symlinks: dict[str, str] | None = None)
             info = zipfile.ZipInfo(name)
             info.external_attr = (0o120777 << 16)
             zf.writestr(info, target)
-    return buf.getvalue()
-
-
-def tar_bytes(entries: dict[str, bytes], links: dict[str, tuple[str, bytes]] | None = None, mode: str = "w") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tf:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for name, (target, kind) in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = kind, target
-            tf.addfile(info)
     return buf.getvalue()
 
 
