@@ -222,7 +222,8 @@ class _Window:
 
     def __init__(self) -> None:
         self.loss = 0.0
-        self.steps = 0
+        self.steps = 0  # steps with a finite loss
+        self.all_steps = 0
         self.samples = 0
         self.data_s = 0.0
         self.step_s = 0.0
@@ -230,6 +231,7 @@ class _Window:
 
     def add(self, loss: float | None, samples: int, step_s: float) -> None:
         self.step_s += step_s
+        self.all_steps += 1
         self.samples += samples
         if loss is not None:
             self.loss += loss
@@ -241,6 +243,7 @@ class _Window:
             "loss": self.loss / max(self.steps, 1),
             "samples_per_s": self.samples / elapsed,
             "data_wait_fraction": self.data_s / max(self.data_s + self.step_s, 1e-9),
+            "step_time_s": self.step_s / max(self.all_steps, 1),
         }
 
 

@@ -80,3 +80,19 @@ def test_gpu_train_check_runs_on_cpu_with_tiny_settings(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "gpu_check_train_fp32.json").read_text())
     assert result["iterations_per_s"] > 0 and result["hours_for_1e6_iterations"] > 0
+
+
+@pytest.mark.slow
+def test_bench_train_compares_ray_train_with_a_plain_loop(tmp_path):
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "--preset", "micro", "--iterations", "6",
+         "--batch", "2", "--crop", "8", "--rounds", "1"],
+        capture_output=True, text=True, timeout=400, env=ENV, cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stdout.splitlines()
+    table = [ln.split() for ln in lines if ln.startswith(("plain", "Ray Train + Ray Data"))]
+    assert [row[0] for row in table] == ["plain", "Ray", "plain"]
+    assert all(float(row[-3]) > 0 and float(row[-1]) > 0 for row in table)  # samples/s, s/step
+    assert any(ln.startswith("Ray Train / plain per round:") for ln in lines)
+    assert any(ln.startswith("Ray Train data wait (median) =") for ln in lines)
