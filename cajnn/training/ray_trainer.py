@@ -281,6 +281,9 @@ def train_dataset(shards: list[str]):
     import ray.data
 
     ds = ray.data.read_parquet(shards)
+    # Otherwise blocks come in the order their read tasks finish, and the same seed would see
+    # other batches on each run: training must be reproducible on CPU.
+    ds.context.execution_options.preserve_order = True
     if sum(os.path.getsize(s) for s in shards) < IN_MEMORY_LIMIT:
         ds = ds.materialize()
     return ds
@@ -301,6 +304,7 @@ def fit(
     (Ray Train V2 has no `Trainer.restore`: this is how V2 resumes).
     """
     import ray.train
+    from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
 
     use_gpu = resolve_use_gpu(cfg.use_gpu)
@@ -337,6 +341,8 @@ def fit(
             ),
         ),
         datasets={"train": train_dataset(shards)},
+        # the worker's shard iterator keeps the block order too (see train_dataset)
+        dataset_config=ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
     )
     result = trainer.fit()
     if result.checkpoint is None:
