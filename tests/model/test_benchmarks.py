@@ -96,3 +96,16 @@ def test_bench_train_compares_ray_train_with_a_plain_loop(tmp_path):
     assert all(float(row[-3]) > 0 and float(row[-1]) > 0 for row in table)  # samples/s, s/step
     assert any(ln.startswith("Ray Train / plain per round:") for ln in lines)
     assert any(ln.startswith("Ray Train data wait (median) =") for ln in lines)
+
+
+def test_sweep_embedded_runs_and_reports_the_three_gains(tmp_path):
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sweep_embedded.py"), "--preset", "micro", "--iterations", "2",
+         "--batch", "2", "--crop", "8", "--qualities-per-image", "1", "--qf-range", "10", "40", "--aux", "0.5",
+         "--init", "esrgan", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    last = res.stdout.strip().splitlines()[-1]
+    assert last.startswith("PSNR-Y gain over MATLAB bicubic")
+    assert [part.split()[0] for part in last.split(": ", 1)[1].split("  ")] == ["QF10", "QF20", "QF40"]
