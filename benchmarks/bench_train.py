@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +30,7 @@ from cajnn.archs import build_model  # noqa: E402
 from cajnn.config import DegradeConfig, ModelConfig, TrainConfig  # noqa: E402
 from cajnn.data.image_io import save_rgb  # noqa: E402
 from cajnn.data.sample import load_sample  # noqa: E402
-from cajnn.data.shards import decode_patches, degrade_to_shard  # noqa: E402
+from cajnn.data.shards import degrade_to_shard, load_patch_folder  # noqa: E402
 from cajnn.training.augment import augment_batch  # noqa: E402
 from cajnn.training.losses import build_loss  # noqa: E402
 from cajnn.training.step import StepGuard, train_step  # noqa: E402
@@ -52,9 +51,7 @@ def plain_loop(shards: Path, cfg: TrainConfig, threads: int) -> tuple[float, flo
     """(samples/s, data-wait fraction, seconds per train step) over the second half of a plain
     in-memory loop."""
     torch.set_num_threads(threads)
-    table = pq.read_table(sorted(shards.glob("*.parquet"))).to_pydict()
-    batch_all = {k: np.array(v, dtype=object) if k in ("hr", "lr", "source") else np.array(v) for k, v in table.items()}
-    hr_all, lr_all = decode_patches(batch_all)
+    hr_all, lr_all = load_patch_folder(shards)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     net = build_model(cfg.model.preset)

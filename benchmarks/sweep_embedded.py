@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +34,10 @@ from cajnn.config import DegradeConfig  # noqa: E402
 from cajnn.config.degrade import ProfileConfig  # noqa: E402
 from cajnn.data.image_io import save_rgb  # noqa: E402
 from cajnn.data.sample import load_sample  # noqa: E402
-from cajnn.data.shards import decode_patches, degrade_to_shard  # noqa: E402
+from cajnn.data.shards import degrade_to_shard, load_patch_folder  # noqa: E402
 from cajnn.evaluation import bicubic_method, evaluate_sets, model_method  # noqa: E402
 from cajnn.training.augment import augment_batch  # noqa: E402
-from cajnn.training.losses import build_loss  # noqa: E402
-from cajnn.training.ray_trainer import _clean_lr  # noqa: E402
+from cajnn.training.losses import build_loss, clean_lr_target  # noqa: E402
 from cajnn.training.step import StepGuard, train_step  # noqa: E402
 
 TRAIN = ["astronaut", "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "motorcycle_right",
@@ -108,9 +106,7 @@ def main() -> None:
         (work / "patches").mkdir()
         for img in sorted((work / "train").glob("*.png")):
             degrade_to_shard(str(img), f"sample-train/{img.name}", str(work / "patches"), dcfg)  # as the stage
-        table = pq.read_table(sorted((work / "patches").glob("*.parquet"))).to_pydict()
-        rows = {k: np.array(v, dtype=object) if k in ("hr", "lr", "source") else np.array(v) for k, v in table.items()}
-        hr_all, lr_all = decode_patches(rows)
+        hr_all, lr_all = load_patch_folder(work / "patches")
 
         torch.manual_seed(args.seed)
         rng = np.random.default_rng(args.seed)
@@ -125,7 +121,7 @@ def main() -> None:
         for it in range(1, args.iterations + 1):
             idx = rng.integers(0, len(hr_all), args.batch)
             hr, lr = augment_batch(hr_all[idx], lr_all[idx], args.crop, 4, rng)
-            clean = _clean_lr(hr, 4) if args.aux else None
+            clean = clean_lr_target(hr, 4) if args.aux else None
             train_step(net, opt, loss_fn, lr, hr, guard, args.aux, clean)
             sched.step()
             if args.eval_every and it % args.eval_every == 0 and it < args.iterations:

@@ -153,3 +153,13 @@ def decode_patches(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
     hr = np.frombuffer(b"".join(batch["hr"]), dtype=np.uint8).reshape(n, p * s, p * s, 3)
     lr = np.frombuffer(b"".join(batch["lr"]), dtype=np.uint8).reshape(n, p, p, 3)
     return hr, lr
+
+
+def load_patch_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every patch pair of a folder of shards, decoded into memory: (HR, LR) uint8 arrays.
+    For benchmarks and experiments on small sets; training streams them through Ray Data."""
+    files = sorted(Path(folder).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no Parquet shards")
+    table = pq.read_table(files, columns=["patch", "scale", "hr", "lr"])
+    return decode_patches({name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names})

@@ -1,10 +1,13 @@
-"""Pixel losses of paper eq. 1 (l = L1 by default; MSE and Charbonnier as options)."""
+"""Pixel losses of paper eq. 1 (l = L1 by default; MSE and Charbonnier as options) and the
+target of the auxiliary LR loss (eq. 6)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from cajnn.degradation.imresize import matlab_imresize
 
 
 class CharbonnierLoss(nn.Module):
@@ -27,5 +30,9 @@ def build_loss(name: str) -> nn.Module:
         raise ValueError(f"unknown loss {name!r}; use one of {', '.join(losses)}") from None
 
 
-def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.l1_loss(pred, target)
+def clean_lr_target(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """Artifact-free LR target of paper eq. 6 (MATLAB bicubic of the HR crop), for the
+    auxiliary loss. Computed per crop, so its outermost pixels see the crop border instead of
+    the full image: a small, documented approximation."""
+    arr = hr.permute(0, 2, 3, 1).numpy().astype(np.float64)
+    return torch.from_numpy(np.stack([matlab_imresize(a, 1.0 / scale) for a in arr])).permute(0, 3, 1, 2).float()

@@ -23,10 +23,9 @@ import torch
 from cajnn.archs import build_model
 from cajnn.config import TrainConfig, from_dict, to_dict
 from cajnn.data.shards import decode_patches, stable_seed
-from cajnn.degradation.imresize import matlab_imresize
 from cajnn.training.augment import augment_batch
 from cajnn.training.checkpoint import load_training_state, save_training_state
-from cajnn.training.losses import build_loss
+from cajnn.training.losses import build_loss, clean_lr_target
 from cajnn.training.step import StepGuard, train_step
 from cajnn.training.validation import ValPair, validate
 
@@ -63,14 +62,6 @@ class _MlflowLogger:
     def image(self, image: np.ndarray, step: int) -> None:
         if self.run_id and image is not None:
             self.client.log_image(self.run_id, image, key="val_sample", step=step)
-
-
-def _clean_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """Artifact-free LR target of paper eq. 6 (MATLAB bicubic of the HR crop), for the
-    auxiliary loss. Computed per crop, so its outermost pixels see the crop border instead of
-    the full image: a small, documented approximation."""
-    arr = hr.permute(0, 2, 3, 1).numpy().astype(np.float64)
-    return torch.from_numpy(np.stack([matlab_imresize(a, 1.0 / scale) for a in arr])).permute(0, 3, 1, 2).float()
 
 
 def _precision(cfg: TrainConfig, device: torch.device) -> tuple[Any, bool]:
@@ -174,7 +165,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             got_any = True
             hr_np, lr_np = decode_patches(batch)
             hr, lr = augment_batch(hr_np, lr_np, cfg.crop, scale, rng)
-            clean = _clean_lr(hr, scale).to(device) if cfg.aux_lr_weight > 0 else None
+            clean = clean_lr_target(hr, scale).to(device) if cfg.aux_lr_weight > 0 else None
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
             hr = hr.to(device, non_blocking=True)
             lr = lr.to(device, non_blocking=True).contiguous(memory_format=memory_format)

@@ -12,7 +12,15 @@ from PIL import Image
 
 from cajnn.config import ConfigError, DegradeConfig, ProfileConfig
 from cajnn.data.patches import grid, patch_pairs
-from cajnn.data.shards import SCHEMA, ShardResult, decode_patches, degrade_to_shard, shard_name, stable_seed
+from cajnn.data.shards import (
+    SCHEMA,
+    ShardResult,
+    decode_patches,
+    degrade_to_shard,
+    load_patch_folder,
+    shard_name,
+    stable_seed,
+)
 from cajnn.degradation.profile import degrade
 
 # --- grid -------------------------------------------------------------------------------------
@@ -226,3 +234,19 @@ def test_stable_seed_and_shard_name():
     name = shard_name("sub dir/ph*oto.v2.png")
     assert name.startswith("part-ph_oto_v2-") and name.endswith(".parquet")
     assert shard_name("a/x.png") != shard_name("b/x.png")
+
+
+def test_load_patch_folder_decodes_every_shard_in_order(tmp_path, hr_image):
+    path, _ = hr_image
+    cfg = make_cfg()
+    results = [degrade_to_shard(str(path), name, str(tmp_path), cfg) for name in ("b.png", "a.png")]
+    hr, lr = load_patch_folder(tmp_path)
+    parts = [decode_patches(read_shard(tmp_path / r.shard)) for r in sorted(results, key=lambda r: r.shard)]
+    np.testing.assert_array_equal(hr, np.concatenate([p[0] for p in parts]))
+    np.testing.assert_array_equal(lr, np.concatenate([p[1] for p in parts]))
+    assert len(hr) == sum(r.rows for r in results) > 0
+
+
+def test_load_patch_folder_without_shards_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no Parquet shards"):
+        load_patch_folder(tmp_path)

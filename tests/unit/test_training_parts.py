@@ -14,7 +14,8 @@ from torch.nn import functional as F
 from cajnn.archs import build_model
 from cajnn.training.augment import augment_batch, dihedral, dihedral_inverse, random_crop_pairs, to_tensor
 from cajnn.training.checkpoint import META_FILE, STATE_FILE, load_training_state, save_training_state
-from cajnn.training.losses import CharbonnierLoss, build_loss
+from cajnn.degradation.imresize import matlab_imresize
+from cajnn.training.losses import CharbonnierLoss, build_loss, clean_lr_target
 from cajnn.training.step import NonFiniteLossError, StepGuard, train_step
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -337,3 +338,13 @@ def test_load_without_optional_parts(tmp_path):
     assert meta["iteration"] == 42
     for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_clean_lr_target_is_matlab_bicubic_of_each_hr_crop():
+    rng = np.random.default_rng(3)
+    hr = rng.integers(0, 256, size=(2, 16, 16, 3)).astype(np.float64) / 255.0
+    out = clean_lr_target(torch.from_numpy(hr).permute(0, 3, 1, 2).float(), 4)
+    assert out.shape == (2, 3, 4, 4) and out.dtype == torch.float32
+    for i in range(2):
+        expected = matlab_imresize(hr[i].astype(np.float32).astype(np.float64), 0.25)
+        np.testing.assert_allclose(out[i].permute(1, 2, 0).numpy(), expected, atol=1e-6)
