@@ -1,17 +1,17 @@
-"""What the embedded default's training budget can buy: train one variant of the CPU recipe in a
-plain loop on the embedded photos and print its PSNR-Y gain over MATLAB bicubic on the held-out
-photos (chelsea + coffee) at QF 10 / 20 / 40 -- the numbers the issue-6 goal (+0.5 dB at QF 10)
-is about.
+"""What the embedded default's training budget buys: train the embedded recipe (params.yaml's
+`degrade` and `train` sections, or a variant of them) for several seeds with the `train`
+stage's own `Trainer`, fed from memory, and print the PSNR-Y gain over MATLAB bicubic on the
+held-out photos (chelsea + coffee) at QF 10 / 20 / 40 per seed, their mean and spread.
 
-    .venv/bin/python benchmarks/sweep_embedded.py                        # the embedded default
-    .venv/bin/python benchmarks/sweep_embedded.py --qualities-per-image 16 --iterations 4200
-    .venv/bin/python benchmarks/sweep_embedded.py --qf-range 10 40       # train on low QFs only
-    .venv/bin/python benchmarks/sweep_embedded.py --extra-gray           # + 6 grayscale photos
-    .venv/bin/python benchmarks/sweep_embedded.py --init esrgan --lr 2e-3 --loss mse --aux 1.0
+    .venv/bin/python benchmarks/sweep_embedded.py                         # params.yaml, seeds 0 1 2
+    .venv/bin/python benchmarks/sweep_embedded.py --seeds 0 --iterations 2000
+    .venv/bin/python benchmarks/sweep_embedded.py --init-scale 1 --min-patch-std 0   # issue-12 "before" recipe
+    .venv/bin/python benchmarks/sweep_embedded.py --set train.batch_size=12 --set degrade.qualities_per_image=8
 
-The loop is the `train` stage's recipe (random crops, dihedral augmentation, Adam, cosine
-annealing to 1e-7, `train_step`) without Ray, so variants can be compared quickly; the patch set
-is made in-process with the `degrade` stage's function. Each run takes ~3-6 min on 2 cores.
+`--set SECTION.KEY=VALUE` changes any `degrade` / `train` parameter (YAML value). The patch set
+is made in-process with the `degrade` stage's function (one shard per photo, as the stage);
+the model is the `train` stage's `Trainer` (seeded by `train.seed`, in-memory sampling as on a
+Ray Train worker). The Ray path gives the same weights (tests/integration/test_train_reproducible.py).
 """
 
 from __future__ import annotations
@@ -21,119 +21,113 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cajnn.archs import build_model  # noqa: E402
-from cajnn.config import DegradeConfig  # noqa: E402
-from cajnn.config.degrade import ProfileConfig  # noqa: E402
+from cajnn.config import DegradeConfig, TrainConfig, from_dict, load_params, to_dict  # noqa: E402
 from cajnn.data.image_io import save_rgb  # noqa: E402
-from cajnn.data.sample import load_sample  # noqa: E402
-from cajnn.data.shards import degrade_to_shard, load_patch_folder  # noqa: E402
+from cajnn.data.sample import SAMPLE_IMAGES, load_sample  # noqa: E402
+from cajnn.data.shards import degrade_to_shard, load_patch_set  # noqa: E402
 from cajnn.evaluation import bicubic_method, evaluate_sets, model_method  # noqa: E402
-from cajnn.training.augment import augment_batch  # noqa: E402
-from cajnn.training.losses import build_loss, clean_lr_target  # noqa: E402
-from cajnn.training.step import StepGuard, train_step  # noqa: E402
+from cajnn.training.trainer import Trainer, in_memory_batches, run  # noqa: E402
 
-TRAIN = ["astronaut", "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "motorcycle_right",
-         "retina", "rocket"]
-HOLDOUT = ["chelsea", "coffee"]
-EXTRA_GRAY = ["camera", "brick", "grass", "gravel", "moon", "coins"]  # skimage's grayscale photos
+QUALITIES = (10, 20, 40)
 
 
-def write_images(names: list[str], folder: Path, gray: bool = False) -> None:
-    from skimage import data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        img = np.stack([getattr(data, name)()] * 3, axis=-1) if gray else load_sample(name)
-        save_rgb(img.astype(np.uint8), folder / f"{name}.png")
-
-
-def esrgan_init(net: torch.nn.Module) -> None:
-    """ESRGAN-style start: trunk convs kaiming * 0.1, last enhancement conv zero (output = skip)."""
-    for m in net.trunk.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(m.weight, a=0.2)
-            m.weight.data.mul_(0.1)
-            torch.nn.init.zeros_(m.bias)
-    last = [m for m in net.enhance.modules() if isinstance(m, torch.nn.Conv2d)][-1]
-    torch.nn.init.zeros_(last.weight)
-    torch.nn.init.zeros_(last.bias)
-
-
-def gains(net: torch.nn.Module, holdout: Path, qualities: list[int]) -> dict[int, float]:
+def gains(net: torch.nn.Module, holdout: Path) -> dict[int, float]:
+    """PSNR-Y(CAJNN) - PSNR-Y(bicubic) per QF on the held-out photos (paper protocol)."""
     net.eval()
-    rep = evaluate_sets({"bicubic": bicubic_method(4), "cajnn": model_method(net)}, {"h": holdout}, qualities)
-    net.train()
+    rep = evaluate_sets({"bicubic": bicubic_method(4), "cajnn": model_method(net)}, {"h": holdout}, QUALITIES)
     r = rep.results["h"]
-    return {q: r[q]["cajnn"].psnr_y - r[q]["bicubic"].psnr_y for q in qualities}
+    return {q: r[q]["cajnn"].psnr_y - r[q]["bicubic"].psnr_y for q in QUALITIES}
+
+
+def reset_init(net: torch.nn.Module) -> None:
+    """PyTorch's default conv initialisation everywhere (the recipe before issue 12)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.reset_parameters()
+
+
+def apply_sets(degrade: DegradeConfig, train: TrainConfig, pairs: list[str]) -> tuple[DegradeConfig, TrainConfig]:
+    sections = {"degrade": to_dict(degrade), "train": to_dict(train)}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        section, _, name = key.partition(".")
+        if section not in sections or not name:
+            raise SystemExit(f"--set {pair!r}: use degrade.KEY=VALUE or train.KEY=VALUE")
+        target = sections[section]
+        *parents, leaf = name.split(".")
+        for p in parents:
+            target = target[p]
+        target[leaf] = yaml.safe_load(value)
+    return from_dict(DegradeConfig, sections["degrade"]), from_dict(TrainConfig, sections["train"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="cpu-small")
-    ap.add_argument("--overrides", default="{}", help="JSON CAJNN arguments, e.g. '{\"nf\": 48, \"growth\": 24}'")
-    ap.add_argument("--iterations", type=int, default=1400)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--crop", type=int, default=24)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--loss", default="l1")
-    ap.add_argument("--aux", type=float, default=0.0, help="aux LR loss weight (adds the LR head)")
-    ap.add_argument("--init", choices=["default", "esrgan"], default="default")
-    ap.add_argument("--qualities-per-image", type=int, default=4)
-    ap.add_argument("--qf-range", type=int, nargs=2, default=[10, 100])
-    ap.add_argument("--extra-gray", action="store_true")
-    ap.add_argument("--eval-every", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--iterations", type=int, help="train.iterations (and the cosine period)")
+    ap.add_argument("--init-scale", type=float, choices=[0.1, 1.0], default=0.1,
+                    help="0.1: ESRGAN's scaled dense-block init (the model's default); 1: PyTorch's default")
+    ap.add_argument("--min-patch-std", type=float, help="degrade.min_patch_std")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    params = load_params(ROOT / "params.yaml")
+    dcfg, tcfg = apply_sets(params.degrade, params.train, args.set)
+    if args.iterations:
+        tcfg = replace(tcfg, iterations=args.iterations, restart_every=args.iterations)
+    if args.min_patch_std is not None:
+        dcfg = replace(dcfg, min_patch_std=args.min_patch_std)
+    tcfg = replace(tcfg, checkpoint_every=tcfg.iterations, log_every=tcfg.iterations)
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        write_images(TRAIN, work / "train")
-        write_images(HOLDOUT, work / "holdout")
-        if args.extra_gray:
-            write_images(EXTRA_GRAY, work / "train", gray=True)
-        profile = ProfileConfig(qf_min=args.qf_range[0], qf_max=args.qf_range[1])
-        dcfg = DegradeConfig(qualities_per_image=args.qualities_per_image, profile="sweep", profiles={"sweep": profile})
+        holdout = list(params.fetch.holdout)
+        for folder, names in (("sample-train", [n for n in SAMPLE_IMAGES if n not in holdout]),
+                              ("sample-holdout", holdout)):
+            (work / folder).mkdir()
+            for name in names:
+                save_rgb(load_sample(name), work / folder / f"{name}.png")
         (work / "patches").mkdir()
-        for img in sorted((work / "train").glob("*.png")):
+        for img in sorted((work / "sample-train").glob("*.png")):
             degrade_to_shard(str(img), f"sample-train/{img.name}", str(work / "patches"), dcfg)  # as the stage
-        hr_all, lr_all = load_patch_folder(work / "patches")
-
-        torch.manual_seed(args.seed)
-        rng = np.random.default_rng(args.seed)
-        overrides = json.loads(args.overrides) | ({"aux_lr_head": True} if args.aux else {})
-        net = build_model(args.preset, **overrides)
-        if args.init == "esrgan":
-            esrgan_init(net)
-        opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.iterations, eta_min=1e-7)
-        loss_fn, guard = build_loss(args.loss), StepGuard()
-        t0 = time.perf_counter()
-        for it in range(1, args.iterations + 1):
-            idx = rng.integers(0, len(hr_all), args.batch)
-            hr, lr = augment_batch(hr_all[idx], lr_all[idx], args.crop, 4, rng)
-            clean = clean_lr_target(hr, 4) if args.aux else None
-            train_step(net, opt, loss_fn, lr, hr, guard, args.aux, clean)
-            sched.step()
-            if args.eval_every and it % args.eval_every == 0 and it < args.iterations:
-                g = gains(net, work / "holdout", [10, 40])
-                print(f"  it {it}: QF10 {g[10]:+.2f}  QF40 {g[40]:+.2f} dB", flush=True)
-        elapsed = time.perf_counter() - t0
-        g = gains(net, work / "holdout", [10, 20, 40])
-    print(f"{vars(args)}")
-    print(f"{len(hr_all)} patch pairs, {args.iterations} iterations in {elapsed:.0f} s "
-          f"({elapsed / args.iterations:.3f} s/it)")
-    print("PSNR-Y gain over MATLAB bicubic (held-out chelsea + coffee): "
-          + "  ".join(f"QF{q} {v:+.2f} dB" for q, v in g.items()))
+        patches = load_patch_set(work / "patches")
+        for seed in args.seeds:
+            trainer = Trainer(replace(tcfg, seed=seed))
+            if args.init_scale != 0.1:
+                reset_init(trainer.net)
+            trainer.prepare()
+            t0 = time.perf_counter()
+            run(trainer, in_memory_batches(trainer, patches))
+            elapsed = time.perf_counter() - t0
+            g = gains(trainer.net, work / "sample-holdout")
+            results.append({"seed": seed, "seconds": elapsed, "gain": g})
+            print(f"seed {seed}: {tcfg.iterations} iterations in {elapsed:.0f} s ({elapsed / tcfg.iterations:.3f} s/it); "
+                  + "  ".join(f"QF{q} {v:+.3f}" for q, v in g.items()), flush=True)
+    print(f"recipe: init scale {args.init_scale:g}, {len(patches)} patch pairs (min_patch_std {dcfg.min_patch_std:g}, "
+          f"K {dcfg.qualities_per_image}), {tcfg.iterations} iterations of {tcfg.batch_size} x {tcfg.crop}px, "
+          f"lr {tcfg.lr:g}, model {tcfg.model.preset} {tcfg.model.overrides or ''}")
+    print("PSNR-Y gain over MATLAB bicubic, held-out chelsea + coffee, mean [min, max] over seeds "
+          f"{' '.join(map(str, args.seeds))}:")
+    summary = {}
+    for q in QUALITIES:
+        v = np.array([r["gain"][q] for r in results])
+        summary[q] = {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())}
+        print(f"  QF {q:>2}: {v.mean():+.3f} dB  [{v.min():+.3f}, {v.max():+.3f}]")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "runs": results, "summary": summary}, indent=1))
 
 
 if __name__ == "__main__":

@@ -49,12 +49,13 @@ def main() -> None:
             raise FileNotFoundError(f"no images under {cfg.inputs}; run the fetch stage first")
         init_ray(params.ray)
         with staged_dir(out) as partial:
-            manifest = degrade_all(items, partial, cfg)
+            manifest = degrade_all(items, partial, cfg, progress=True)
         ray.shutdown()
         print(
             f"[degrade] profile {cfg.profile!r}: {manifest['patches']} patch pairs from {manifest['images']} "
             f"images ({manifest['bytes'] / 1e6:.1f} MB, {manifest['bytes_per_hr_megapixel'] / 1e6:.2f} MB per HR "
-            f"megapixel) in {cfg.out}; {len(manifest['skipped'])} skipped"
+            f"megapixel) in {cfg.out}; {len(manifest['skipped'])} images skipped"
+            + (f", {manifest['flat_positions_dropped']} flat patch positions left out" if cfg.min_patch_std else "")
         )
         for s in manifest["skipped"]:
             print(f"[degrade] skipped {s['file']}: {s['reason']}", file=sys.stderr)
@@ -67,7 +68,8 @@ def default_blocks(n_items: int, cpus: int) -> int:
     return max(1, min(n_items, max(4 * cpus, math.ceil(n_items / 4))))
 
 
-def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, num_blocks: int | None = None) -> dict:
+def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, num_blocks: int | None = None,
+                progress: bool = False) -> dict:
     """Ray Data tasks over blocks of images (default: :func:`default_blocks`) write each image's
     shard; returns the manifest, also written to ``out/manifest.json``.
 
@@ -78,6 +80,7 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, num_blocks: in
     """
     import ray
     import ray.data
+    from tqdm import tqdm
 
     cfg_dict = to_dict(cfg)
     out_dir = str(out)
@@ -100,7 +103,9 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, num_blocks: in
     ctx.op_resource_reservation_enabled = False
     try:
         ds = ray.data.from_items(items, override_num_blocks=blocks).map(process)
-        results = sorted(ds.iter_rows(), key=lambda r: r["source"])  # metadata only, streamed
+        rows = tqdm(ds.iter_rows(), total=len(items), desc="degrade", unit="image", file=sys.stderr,
+                    mininterval=0.5 if sys.stderr.isatty() else 30.0, disable=not progress)
+        results = sorted(rows, key=lambda r: r["source"])  # metadata only, streamed
     finally:
         ctx.op_resource_reservation_enabled = reservation
     shards = [r for r in results if not r["skipped"]]
@@ -124,6 +129,8 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, num_blocks: in
         "images": len(shards),
         "lr_images": len(shards) * cfg.qualities_per_image,
         "patches": sum(int(r["rows"]) for r in shards),
+        "min_patch_std": cfg.min_patch_std,
+        "flat_positions_dropped": sum(int(r["flat"] or 0) for r in results),
         "bytes": total_bytes,
         "hr_megapixels": round(hr_mp, 6),
         "bytes_per_hr_megapixel": round(total_bytes / hr_mp) if hr_mp else 0,

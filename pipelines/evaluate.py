@@ -38,8 +38,9 @@ def main() -> None:
         for name in ("table.md", "qf_curve.csv", "qf_sweep.csv", "metrics.json"):
             client.log_artifact(run_id, str(out / name), "evaluation")
         client.log_artifacts(run_id, str(samples), "evaluation/samples")
-        print((out / "table.md").read_text())
-        print(f"[evaluate] metrics in {out / 'metrics.json'}, table in {out / 'table.md'}; logged to run {run_id}")
+        sets = sorted({k.split("/")[0] for k in metrics if k.count("/") == 3})
+        print(f"[evaluate] {len(sets)} set(s) ({', '.join(sets)}) at QF {', '.join(map(str, cfg.qualities))}: "
+              f"{cfg.out}/table.md, {cfg.out}/metrics.json; logged to MLflow run {run_id[:8]}")
 
 
 if __name__ == "__main__":

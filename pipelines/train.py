@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import tempfile
+import time
 from pathlib import Path
 
 from cajnn.config import flatten, to_dict
@@ -87,37 +88,43 @@ def main() -> None:
             {"train": to_dict(cfg), "degrade": to_dict(params.degrade)},
             {"git_commit": git_commit(ROOT), "data_manifest_sha256": manifest_sha, "stage": "train"},
         )
-        print(f"[train] MLflow run {run_id} (key {key}); tracking {uri}")
-
         val_pairs = build_val_pairs([ROOT / v for v in cfg.val_sets if (ROOT / v).is_dir()],
                                     cfg.val_qualities, cfg.val_crop, net.config["scale"])
-        print(f"[train] validation: {len(val_pairs)} crops from {cfg.val_sets} at QF {cfg.val_qualities}")
+        n_params = sum(p.numel() for p in net.parameters())
+        print(f"[train] {cfg.model.preset} network ({n_params / 1e6:.2f} M parameters), {cfg.iterations} iterations "
+              f"of {cfg.batch_size} x {cfg.crop}px LR crops; validation: {len(val_pairs)} crops at QF "
+              f"{', '.join(map(str, cfg.val_qualities))}; MLflow run {run_id[:8]}")
         init_ray(params.ray)
+        t0 = time.perf_counter()
         result = fit(cfg, f"{cfg.run_name}-{key}", str(ROOT / cfg.data), val_pairs,
                      mlflow_tracking_uri=uri, mlflow_run_id=run_id)
+        train_s = time.perf_counter() - t0
 
         with result.checkpoint.as_directory() as ckpt:
             meta = load_training_state(ckpt, net)
         out.mkdir(parents=True, exist_ok=True)
         weights = out / "cajnn.safetensors"
         save_weights(net, weights)
-        n_params = sum(p.numel() for p in net.parameters())
 
         client = MlflowClient()
         write_curve(client, run_id, out / "train_curve.csv")
         client.log_metric(run_id, "params_millions", n_params / 1e6)
         client.log_artifact(run_id, str(out / "train_curve.csv"))
         client.set_terminated(run_id, "FINISHED")
+        resumed = meta.get("resumed_from", [])
+        val = meta.get("metrics", {}).get("val_psnr_y")
         write_run_file(
             out / "run.json", run_id, iterations=int(meta["iteration"]),
             optimizer_steps=int(meta.get("optimizer_steps", 0)), params=n_params, exported=cfg.export,
-            train_key=key, resumed_from=meta.get("resumed_from", []),
-            val_psnr_y=meta.get("metrics", {}).get("val_psnr_y"),
+            train_key=key, resumed_from=resumed, val_psnr_y=val,
         )
         import ray
 
         ray.shutdown()
-        print(f"[train] {meta['iteration']} iterations; weights {weights} ({n_params:,} parameters)")
+        print(f"[train] {meta['iteration']} iterations in {train_s:.0f} s"
+              + (f" (resumed at {', '.join(map(str, resumed))})" if resumed else "")
+              + (f"; validation PSNR-Y {val:.2f} dB" if val is not None else "")
+              + f"; weights {cfg.out}/cajnn.safetensors")
 
 
 if __name__ == "__main__":

@@ -133,9 +133,16 @@ class DegradeConfig:
     # crops still see every 8x8 JPEG block-grid phase.
     patch_size: int = 48
     stride: int = 40
+    # Patch positions whose HR luma standard deviation (0..255) is below this are left out:
+    # flat sky or black background teaches a restoration net little (the retina photo is
+    # mostly black). 0 keeps every patch (the paper's setting). Dropped positions are counted
+    # in the manifest.
+    min_patch_std: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.min_patch_std < 0:
+            raise ConfigError(f"degrade.min_patch_std {self.min_patch_std}: must be >= 0")
         if self.qualities_per_image < 1:
             raise ConfigError(f"degrade.qualities_per_image {self.qualities_per_image}: must be >= 1")
         if self.patch_size < 1:

@@ -30,6 +30,10 @@ class TrainConfig:
     lr_min: float = 1e-7
     restart_every: int = 250_000
     loss: str = "l1"
+    # How in-memory patch sets are sampled: `patch` = uniformly over patches (the paper);
+    # `image` = every source image equally often (a large image otherwise dominates a small
+    # set). Streamed (large) sets are always sampled by patch.
+    balance: str = "patch"
     aux_lr_weight: float = 0.0  # lambda of paper eq. 8
     grad_clip: float = 0.0  # 0 disables clipping
     max_nonfinite: int = 10  # stop after this many non-finite losses in a row
@@ -49,7 +53,7 @@ class TrainConfig:
     use_gpu: str = "auto"  # auto | true | false
     cpus_per_worker: int = 1
     amp: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | bf16 | fp32
-    channels_last: str = "auto"  # auto (on GPU) | true | false
+    channels_last: str = "auto"  # auto (= true, CPU and GPU) | true | false
     compile: bool = False  # torch.compile the model
     storage_path: str = "runs"  # local folder or s3://bucket/prefix
     storage_endpoint_url: str = ""  # S3-compatible endpoint (MinIO) for an s3:// storage_path
@@ -64,6 +68,7 @@ class TrainConfig:
             ("amp", self.amp, ("auto", "bf16", "fp32")),
             ("channels_last", self.channels_last, ("auto", "true", "false")),
             ("export", self.export, ("last", "best")),
+            ("balance", self.balance, ("patch", "image")),
         ):
             if value not in allowed:
                 raise ConfigError(f"train.{name} {value!r}: use {', '.join(allowed)}")

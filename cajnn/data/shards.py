@@ -66,6 +66,7 @@ class ShardResult:
     draws: list[str] = field(default_factory=list)  # each draw's plan_label
     hr_pixels: int = 0  # pixels of the input image as loaded (before modcrop / caps)
     skipped: str | None = None  # reason, when the image was not used
+    flat: int = 0  # patch positions left out as flat (degrade.min_patch_std)
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> int:
@@ -121,19 +122,23 @@ def degrade_to_shard(path: str, relpath: str, out_dir: str, cfg: DegradeConfig) 
     rng = np.random.default_rng(stable_seed(cfg.seed, relpath))
     plans = draw_plans(profile, cfg.qualities_per_image, rng)
     rows = []
-    hr_bytes: dict[tuple[int, int], bytes] = {}  # one copy of an HR patch shared by the K draws
+    hr_bytes: dict[tuple[int, int], bytes | None] = {}  # one copy of an HR patch shared by the K draws
     for k, plan in enumerate(plans):
         d = apply_plan(prep, profile, plan)
         label = plan_label(plan)
         oy, ox = d.offset
         for y, x, hr_p, lr_p in patch_pairs(d.hr, d.lr, cfg.patch_size, cfg.stride, s):
             at = (y + oy, x + ox)  # position in the clean LR image: the same HR pixels for every draw
-            hp = hr_bytes.get(at)
+            if at not in hr_bytes:
+                hr_bytes[at] = None if is_flat(hr_p, cfg.min_patch_std) else hr_p.tobytes()
+            hp = hr_bytes[at]
             if hp is None:
-                hp = hr_bytes[at] = hr_p.tobytes()
+                continue
             rows.append(((*at, k), (relpath, plan[-1].quality, y, x, cfg.patch_size, s, hp, lr_p.tobytes(), label, oy, ox)))
+    flat = sum(v is None for v in hr_bytes.values())
     if not rows:
-        return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=too_small)
+        reason = f"every patch is flat (HR luma std < degrade.min_patch_std {cfg.min_patch_std:g})" if flat else too_small
+        return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=reason, flat=flat)
     rows.sort(key=lambda r: r[0])
     columns = list(zip(*(values for _, values in rows)))
     table = pa.table({name: list(col) for name, col in zip(SCHEMA.names, columns)}, schema=SCHEMA)
@@ -141,8 +146,17 @@ def degrade_to_shard(path: str, relpath: str, out_dir: str, cfg: DegradeConfig) 
     name = shard_name(relpath)
     size = write_table_atomic(table, Path(out_dir) / name)
     return ShardResult(
-        relpath, name, table.num_rows, size, [p[-1].quality for p in plans], [plan_label(p) for p in plans], hr_pixels
+        relpath, name, table.num_rows, size, [p[-1].quality for p in plans], [plan_label(p) for p in plans], hr_pixels,
+        flat=flat,
     )
+
+
+def is_flat(hr_patch: np.ndarray, min_std: float) -> bool:
+    """True when the patch's BT.601 luma varies less than `min_std` (0..255 scale)."""
+    if min_std <= 0:
+        return False
+    luma = hr_patch[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(luma.std()) < min_std
 
 
 def decode_patches(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -155,11 +169,54 @@ def decode_patches(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray
     return hr, lr
 
 
-def load_patch_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Every patch pair of a folder of shards, decoded into memory: (HR, LR) uint8 arrays.
-    For benchmarks and experiments on small sets; training streams them through Ray Data."""
+@dataclass(frozen=True)
+class PatchSet:
+    """Decoded patch pairs held in memory, with the source image of each row."""
+
+    hr: np.ndarray  # (N, scale*P, scale*P, 3) uint8
+    lr: np.ndarray  # (N, P, P, 3) uint8
+    sources: np.ndarray  # (N,) the `source` column
+
+    def __len__(self) -> int:
+        return len(self.hr)
+
+    def sampling_weights(self, balance: str) -> np.ndarray | None:
+        """Probabilities per row: None for `patch` (uniform over patches, the paper's
+        sampling); for `image`, every source image is drawn equally often, whatever its size
+        (a large photo otherwise dominates a small set)."""
+        if balance == "patch" or len(self) == 0:
+            return None
+        if balance != "image":
+            raise ValueError(f"balance {balance!r}: use patch or image")
+        _, inverse, counts = np.unique(self.sources, return_inverse=True, return_counts=True)
+        w = 1.0 / counts[inverse]
+        return w / w.sum()
+
+    @classmethod
+    def from_batches(cls, batches) -> PatchSet:
+        """Concatenate shard-row batches (dicts of columns, as Ray Data yields them)."""
+        hrs, lrs, srcs = [], [], []
+        for batch in batches:
+            hr, lr = decode_patches(batch)
+            hrs.append(hr)
+            lrs.append(lr)
+            srcs.append(np.asarray(batch["source"]))
+        if not hrs:
+            empty = np.zeros((0, 1, 1, 3), np.uint8)
+            return cls(empty, empty, np.zeros(0, dtype=object))
+        return cls(np.concatenate(hrs), np.concatenate(lrs), np.concatenate(srcs))
+
+
+def load_patch_set(folder: str | Path) -> PatchSet:
+    """Every patch pair of a folder of shards, decoded into memory, in file order."""
     files = sorted(Path(folder).glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"{folder}: no Parquet shards")
-    table = pq.read_table(files, columns=["patch", "scale", "hr", "lr"])
-    return decode_patches({name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names})
+    table = pq.read_table(files, columns=["source", "patch", "scale", "hr", "lr"])
+    return PatchSet.from_batches([{n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names}])
+
+
+def load_patch_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(HR, LR) uint8 arrays of every patch pair of a folder of shards (see :func:`load_patch_set`)."""
+    patches = load_patch_set(folder)
+    return patches.hr, patches.lr

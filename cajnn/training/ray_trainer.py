@@ -1,18 +1,20 @@
 """Training on Ray Train (V2 `TorchTrainer`), fed by Ray Data from the `degrade` shards.
 
-The loop is iteration-based (paper IV-A: Adam, cosine annealing with warm restarts), reports
-metrics and checkpoints through `ray.train.report`, and resumes from the latest checkpoint when
-the same run (name + storage_path) is started again; a failed worker is restarted from it
-(`FailureConfig`). MLflow logging happens on rank 0 through an `MlflowClient` attached to a run
-that the driver created.
+A thin adapter around the Ray-free :class:`cajnn.training.trainer.Trainer`: each worker builds
+one, feeds it batches from its dataset shard (a small patch set is decoded into the worker's
+memory once and sampled there; a large one is streamed epoch by epoch), and reports metrics and
+checkpoints through `ray.train.report`. Starting the same run (name + storage_path) again
+resumes from its latest checkpoint; a failed worker is restarted from it (`FailureConfig`).
+MLflow logging happens on rank 0 through an `MlflowClient` attached to a run that the driver
+created; the driver draws the progress bar (`cajnn.training.progress`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -20,14 +22,11 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from cajnn.archs import build_model
 from cajnn.config import TrainConfig, from_dict, to_dict
-from cajnn.data.shards import decode_patches, stable_seed
-from cajnn.training.augment import augment_batch
-from cajnn.training.checkpoint import load_training_state, save_training_state
-from cajnn.training.losses import build_loss, clean_lr_target
-from cajnn.training.step import StepGuard, train_step
-from cajnn.training.validation import ValPair, validate
+from cajnn.data.shards import PatchSet, decode_patches, stable_seed
+from cajnn.training.progress import Poster, progress_bar
+from cajnn.training.trainer import Batch, Trainer, in_memory_batches, run
+from cajnn.training.validation import ValPair
 
 VAL_METRIC = "val_psnr_y"
 
@@ -64,18 +63,69 @@ class _MlflowLogger:
             self.client.log_image(self.run_id, image, key="val_sample", step=step)
 
 
-def _precision(cfg: TrainConfig, device: torch.device) -> tuple[Any, bool]:
-    """(autocast context factory, channels_last) for this device per `amp`/`channels_last`."""
-    on_gpu = device.type == "cuda"
-    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and on_gpu)
-    channels_last = cfg.channels_last == "true" or (cfg.channels_last == "auto" and on_gpu)
-    if use_bf16:
-        return (lambda: torch.autocast(device.type, dtype=torch.bfloat16)), channels_last
-    return contextlib.nullcontext, channels_last
+class _Reporter:
+    """The :func:`cajnn.training.trainer.run` callback of a Ray Train worker: MLflow metrics,
+    `ray.train.report` (every worker: it is a barrier), validation and the checkpoint (rank 0),
+    and the driver's progress bar."""
+
+    def __init__(self, rank: int, logger: _MlflowLogger, val_pairs: list[ValPair], poster: Poster):
+        self.rank, self.logger, self.val_pairs, self.poster = rank, logger, val_pairs, poster
+
+    def __call__(self, trainer: Trainer, metrics: dict[str, Any] | None, checkpoint_now: bool) -> None:
+        import ray.train
+
+        it = trainer.iteration
+        metrics = dict(metrics or {"iteration": it})
+        if len(metrics) > 1:
+            self.logger.metrics({k: v for k, v in metrics.items() if k != "iteration"}, it)
+            if self.rank == 0:  # goes to Ray's worker log; the driver shows the progress bar
+                print(f"[train] it {it}/{trainer.cfg.iterations} loss {metrics['loss']:.4f} "
+                      f"lr {metrics['lr']:.2e} {metrics['samples_per_s']:.1f} samples/s, "
+                      f"data wait {metrics['data_wait_fraction']:.1%}", flush=True)
+            self.poster.post(force=True, iteration=it, loss=metrics["loss"])
+        if not checkpoint_now:
+            ray.train.report(metrics)
+            return
+        if self.rank == 0 and self.val_pairs:
+            self.poster.post(force=True, status="validating")
+            val, sample = trainer.validate(self.val_pairs)
+            metrics.update(val)
+            self.logger.metrics(val, it)
+            self.logger.image(sample, it)
+            self.poster.post(force=True, val_psnr_y=val["val_psnr_y"], status="")
+        with tempfile.TemporaryDirectory() as tmp:
+            if self.rank == 0:
+                trainer.save(tmp, metrics)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if self.rank == 0 else None)
+
+
+def _collect(shard: Any) -> PatchSet:
+    """This worker's whole share of the patch set, decoded into memory, in block order."""
+    return PatchSet.from_batches(shard.iter_batches(batch_size=1024, batch_format="numpy", prefetch_batches=1))
+
+
+def _streamed_batches(shard: Any, trainer: Trainer) -> Iterator[Batch]:
+    """Epoch after epoch of Ray Data batches, locally shuffled (seeded by rank, epoch and
+    iteration, so that a resumed run does not replay the first epoch's order)."""
+    cfg = trainer.cfg
+    epoch = 0
+    while True:
+        got_any = False
+        for batch in shard.iter_batches(
+            batch_size=cfg.batch_size, batch_format="numpy", drop_last=True,
+            local_shuffle_buffer_size=max(4 * cfg.batch_size, 256),
+            local_shuffle_seed=stable_seed(cfg.seed, "shuffle", trainer.rank, epoch, trainer.iteration) % 2**31,
+            prefetch_batches=2,
+        ):
+            got_any = True
+            yield decode_patches(batch)
+        if not got_any:
+            return
+        epoch += 1
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Runs in each Ray Train worker: the paper's recipe, iteration by iteration."""
+    """Runs in each Ray Train worker: a :class:`Trainer` fed from this worker's dataset shard."""
     import ray.train
     import ray.train.torch
 
@@ -84,158 +134,34 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         # Ray sets OMP_NUM_THREADS=1 in workers; on CPU give torch the cores we were sized for.
         torch.set_num_threads(int(config["torch_threads"]))
     rank = ray.train.get_context().get_world_rank()
-    device = ray.train.torch.get_device()
-    torch.manual_seed(stable_seed(cfg.seed, "torch", rank) % 2**63)
-    rng = np.random.default_rng(stable_seed(cfg.seed, "numpy", rank))
-
-    net = build_model(cfg.model.preset, **cfg.model.overrides)
-    scale = net.config["scale"]
-    autocast, channels_last = _precision(cfg, device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=cfg.restart_every, eta_min=cfg.lr_min
-    )
-    iteration = 0
-    resumed_from: list[int] = []  # iterations this run was resumed at, carried in checkpoints
+    trainer = Trainer(cfg, ray.train.torch.get_device(), rank)
+    poster = Poster(config.get("progress") if rank == 0 else None)
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as ckpt_dir:
-            meta = load_training_state(ckpt_dir, net, optimizer, scheduler, rng)
-        iteration = int(meta["iteration"])
-        resumed_from = [*meta.get("resumed_from", []), iteration]
-        print(f"[train] resuming from checkpoint at iteration {iteration}", flush=True)
+            trainer.restore(ckpt_dir)
+        print(f"[train] resuming from checkpoint at iteration {trainer.iteration}", flush=True)
+        poster.post(force=True, iteration=trainer.iteration, resumed_from=trainer.iteration)
     elif config.get("init_weights"):
-        from cajnn.weights import load_weights
-
-        net.load_state_dict(load_weights(config["init_weights"]).state_dict())
-        print(f"[train] warm start from {config['init_weights']}")
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    model = ray.train.torch.prepare_model(net)
-    forward_model = torch.compile(model) if cfg.compile else model
-    loss_fn = build_loss(cfg.loss)
-    guard = StepGuard(max_consecutive=cfg.max_nonfinite)
+        trainer.warm_start(config["init_weights"])
+    trainer.prepare(ray.train.torch.prepare_model)
     logger = _MlflowLogger(config.get("mlflow_tracking_uri"), config.get("mlflow_run_id") if rank == 0 else None)
-    if resumed_from:
-        logger.metrics({"resumed_from_iteration": iteration}, iteration)
-    val_pairs: list[ValPair] = config.get("val_pairs") or []
-
-    def report(metrics: dict[str, Any], with_checkpoint: bool) -> None:
-        if not with_checkpoint:
-            ray.train.report(metrics)
-            return
-        if rank == 0 and val_pairs:
-            model.eval()
-            val, sample = validate(net, val_pairs)
-            model.train()
-            metrics = {**metrics, **val}
-            logger.metrics(val, iteration)
-            logger.image(sample, iteration)
-        with tempfile.TemporaryDirectory() as tmp:
-            if rank == 0:
-                save_training_state(tmp, model, optimizer, scheduler, iteration, rng,
-                                    extra={"optimizer_steps": _optimizer_steps(optimizer), "metrics": metrics,
-                                           "resumed_from": resumed_from})
-            ray.train.report(
-                metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None
-            )
-
-    if iteration >= cfg.iterations:
+    if trainer.resumed_from:
+        logger.metrics({"resumed_from_iteration": trainer.iteration}, trainer.iteration)
+    report = _Reporter(rank, logger, config.get("val_pairs") or [], poster)
+    if trainer.done:
         # Already finished (e.g. the DVC outputs were deleted): hand the final state back.
-        report({"iteration": iteration}, with_checkpoint=True)
+        report(trainer, None, checkpoint_now=True)
         return
-
     shard = ray.train.get_dataset_shard("train")
-    window = _Window()
-    epoch = 0
-    model.train()
-    while iteration < cfg.iterations:
-        batches = shard.iter_batches(
-            batch_size=cfg.batch_size,
-            batch_format="numpy",
-            drop_last=True,
-            local_shuffle_buffer_size=max(4 * cfg.batch_size, 256),
-            local_shuffle_seed=stable_seed(cfg.seed, "shuffle", rank, epoch, iteration) % 2**31,
-            prefetch_batches=2,
-        )
-        epoch += 1
-        got_any = False
-        t_data = time.perf_counter()
-        for batch in batches:
-            got_any = True
-            hr_np, lr_np = decode_patches(batch)
-            hr, lr = augment_batch(hr_np, lr_np, cfg.crop, scale, rng)
-            clean = clean_lr_target(hr, scale).to(device) if cfg.aux_lr_weight > 0 else None
-            memory_format = torch.channels_last if channels_last else torch.contiguous_format
-            hr = hr.to(device, non_blocking=True)
-            lr = lr.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-            t_step = time.perf_counter()
-            window.data_s += t_step - t_data
-            step_lr = optimizer.param_groups[0]["lr"]
-            loss = train_step(forward_model, optimizer, loss_fn, lr, hr, guard, cfg.aux_lr_weight, clean,
-                              cfg.grad_clip, autocast)
-            scheduler.step()
-            iteration += 1
-            window.add(loss, len(lr), time.perf_counter() - t_step)
-
-            last = iteration >= cfg.iterations
-            ckpt_now = iteration % cfg.checkpoint_every == 0 or last
-            if iteration % cfg.log_every == 0 or last:
-                metrics = {"iteration": iteration, "lr": step_lr, "skipped_steps": guard.skipped, **window.summary()}
-                logger.metrics({k: v for k, v in metrics.items() if k != "iteration"}, iteration)
-                if rank == 0:
-                    print(
-                        f"[train] it {iteration}/{cfg.iterations} loss {metrics['loss']:.4f} lr {step_lr:.2e} "
-                        f"{metrics['samples_per_s']:.1f} samples/s, data wait {metrics['data_wait_fraction']:.1%}"
-                        + (" (checkpoint)" if ckpt_now else "")
-                    )
-                report(metrics, with_checkpoint=ckpt_now)
-                window = _Window()
-            elif ckpt_now:
-                report({"iteration": iteration}, with_checkpoint=True)
-            if last:
-                break
-            t_data = time.perf_counter()
-        if not got_any:
-            raise RuntimeError(
-                f"the training data yields no batch of {cfg.batch_size}: lower train.batch_size or add images"
-            )
-
-
-def _optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
-    """Adam's own step counter (restored from checkpoints, so it counts across resumes)."""
-    steps = [int(s["step"]) for s in optimizer.state.values() if "step" in s]
-    return max(steps, default=0)
-
-
-class _Window:
-    """Running sums between two log points."""
-
-    def __init__(self) -> None:
-        self.loss = 0.0
-        self.steps = 0  # steps with a finite loss
-        self.all_steps = 0
-        self.samples = 0
-        self.data_s = 0.0
-        self.step_s = 0.0
-        self.start = time.perf_counter()
-
-    def add(self, loss: float | None, samples: int, step_s: float) -> None:
-        self.step_s += step_s
-        self.all_steps += 1
-        self.samples += samples
-        if loss is not None:
-            self.loss += loss
-            self.steps += 1
-
-    def summary(self) -> dict[str, float]:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        return {
-            "loss": self.loss / max(self.steps, 1),
-            "samples_per_s": self.samples / elapsed,
-            "data_wait_fraction": self.data_s / max(self.data_s + self.step_s, 1e-9),
-            "step_time_s": self.step_s / max(self.all_steps, 1),
-        }
+    if config.get("in_memory"):
+        poster.post(force=True, status="loading patches")
+        patches = _collect(shard)
+        poster.post(force=True, status="")
+        batches = in_memory_batches(trainer, patches)
+    else:
+        batches = _streamed_batches(shard, trainer)
+    run(trainer, batches, report)
 
 
 def resolve_use_gpu(setting: str) -> bool:
@@ -262,22 +188,31 @@ def storage(cfg: TrainConfig) -> tuple[str, Any]:
     return cfg.storage_path[len("s3://"):], fs
 
 
-IN_MEMORY_LIMIT = 1 << 30  # shard bytes below which the patch set is kept in Ray's object store
+IN_MEMORY_LIMIT = 2 << 30  # decoded patch bytes below which workers hold the set in memory
+
+
+def decoded_bytes(shards: list[str]) -> int:
+    """Bytes the shards' patch pairs take decoded (from the Parquet footers and one row)."""
+    import pyarrow.parquet as pq
+
+    rows = sum(pq.ParquetFile(s).metadata.num_rows for s in shards)
+    first = pq.ParquetFile(shards[0]).read_row_group(0, columns=["patch", "scale"]).slice(0, 1).to_pylist()
+    if not first:
+        return 0
+    p, s = int(first[0]["patch"]), int(first[0]["scale"])
+    return rows * 3 * p * p * (1 + s * s)
 
 
 def train_dataset(shards: list[str]):
-    """The patch shards as a Ray Dataset. A small set (the embedded default) is materialized
-    once, so that each epoch does not read and decode the Parquet files again (that showed as
-    ~20 % data wait at epoch starts); a large one (DIV2K + Flickr2K) is streamed."""
+    """The patch shards as a (lazy) Ray Dataset, read in file order."""
     import ray.data
 
-    ds = ray.data.read_parquet(shards)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the driver shows one training bar, not Ray Data's
     # Otherwise blocks come in the order their read tasks finish, and the same seed would see
     # other batches on each run: training must be reproducible on CPU.
-    ds.context.execution_options.preserve_order = True
-    if sum(os.path.getsize(s) for s in shards) < IN_MEMORY_LIMIT:
-        ds = ds.materialize()
-    return ds
+    ctx.execution_options.preserve_order = True
+    return ray.data.read_parquet(shards)
 
 
 def fit(
@@ -288,12 +223,15 @@ def fit(
     mlflow_tracking_uri: str | None = None,
     mlflow_run_id: str | None = None,
     max_failures: int = 2,
+    progress: bool = True,
 ) -> TrainResult:
-    """Train with a `TorchTrainer` on the Parquet shards in `data_dir`.
+    """Train with a `TorchTrainer` on the Parquet shards in `data_dir`, with a progress bar.
 
     Starting again with the same `run_name` and storage resumes from the latest checkpoint
     (Ray Train V2 has no `Trainer.restore`: this is how V2 resumes).
     """
+    import contextlib
+
     import ray.train
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
@@ -305,37 +243,41 @@ def fit(
     threads = 0 if use_gpu else max(1, (os.cpu_count() or 1) // max(cfg.num_workers, 1))
     storage_path, filesystem = storage(cfg)
     scored = bool(val_pairs)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "train": to_dict(cfg),
-            "torch_threads": threads,
-            "mlflow_tracking_uri": mlflow_tracking_uri,
-            "mlflow_run_id": mlflow_run_id,
-            "init_weights": os.path.abspath(cfg.init_weights) if cfg.init_weights else None,
-            "val_pairs": val_pairs or [],
-        },
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.num_workers,
-            use_gpu=use_gpu,
-            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
-        ),
-        run_config=ray.train.RunConfig(
-            name=run_name,
-            storage_path=storage_path,
-            storage_filesystem=filesystem,
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=cfg.keep_checkpoints,
-                checkpoint_score_attribute=VAL_METRIC if scored else None,
-                checkpoint_score_order="max",
+    bar = progress_bar(cfg.iterations) if progress else contextlib.nullcontext()
+    with bar as board:
+        trainer = TorchTrainer(
+            train_loop_per_worker,
+            train_loop_config={
+                "train": to_dict(cfg),
+                "torch_threads": threads,
+                "mlflow_tracking_uri": mlflow_tracking_uri,
+                "mlflow_run_id": mlflow_run_id,
+                "init_weights": os.path.abspath(cfg.init_weights) if cfg.init_weights else None,
+                "val_pairs": val_pairs or [],
+                "in_memory": decoded_bytes(shards) < IN_MEMORY_LIMIT,
+                "progress": board,
+            },
+            scaling_config=ray.train.ScalingConfig(
+                num_workers=cfg.num_workers,
+                use_gpu=use_gpu,
+                resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
             ),
-        ),
-        datasets={"train": train_dataset(shards)},
-        # the worker's shard iterator keeps the block order too (see train_dataset)
-        dataset_config=ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
-    )
-    result = trainer.fit()
+            run_config=ray.train.RunConfig(
+                name=run_name,
+                storage_path=storage_path,
+                storage_filesystem=filesystem,
+                failure_config=ray.train.FailureConfig(max_failures=max_failures),
+                checkpoint_config=ray.train.CheckpointConfig(
+                    num_to_keep=cfg.keep_checkpoints,
+                    checkpoint_score_attribute=VAL_METRIC if scored else None,
+                    checkpoint_score_order="max",
+                ),
+            ),
+            datasets={"train": train_dataset(shards)},
+            # the worker's shard iterator keeps the block order too (see train_dataset)
+            dataset_config=ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+        )
+        result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training run {run_name} finished without a checkpoint")
     chosen = result.checkpoint

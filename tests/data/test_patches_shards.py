@@ -250,3 +250,28 @@ def test_load_patch_folder_decodes_every_shard_in_order(tmp_path, hr_image):
 def test_load_patch_folder_without_shards_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="no Parquet shards"):
         load_patch_folder(tmp_path)
+
+
+def test_flat_patches_are_left_out_and_counted(tmp_path):
+    """degrade.min_patch_std drops flat positions for every draw and counts them."""
+    from cajnn.config import DegradeConfig
+    from cajnn.data.image_io import save_rgb
+    from cajnn.data.shards import degrade_to_shard, is_flat, load_patch_folder
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((192, 384, 3), np.uint8)  # left half black, right half textured
+    img[:, 192:] = rng.integers(0, 256, (192, 192, 3), dtype=np.uint8)
+    save_rgb(img, tmp_path / "half.png")
+    out_all, out_kept = tmp_path / "all", tmp_path / "kept"
+    out_all.mkdir()
+    out_kept.mkdir()
+    cfg = DegradeConfig(qualities_per_image=2, patch_size=16, stride=16)
+    every = degrade_to_shard(str(tmp_path / "half.png"), "t/half.png", str(out_all), cfg)
+    kept = degrade_to_shard(str(tmp_path / "half.png"), "t/half.png", str(out_kept),
+                            DegradeConfig(qualities_per_image=2, patch_size=16, stride=16, min_patch_std=4.0))
+    assert every.flat == 0 and every.rows == 36  # 3 x 6 LR positions, 2 draws
+    assert kept.flat == every.rows // 4  # half of the 3x6 positions, out of 2 draws each
+    assert kept.rows == every.rows // 2
+    hr, _ = load_patch_folder(out_kept)
+    assert not any(is_flat(p, 4.0) for p in hr)
+    assert not is_flat(hr[0], 0.0)

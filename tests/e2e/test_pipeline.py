@@ -56,6 +56,24 @@ def test_repro_runs_all_five_stages_and_writes_outputs(project, first_repro):
     assert manifest["images"] == 7 and manifest["patches"] > 0 and manifest["skipped"] == []
 
 
+RAY_NOISE = ("split(1, equal=True)", "TrainingReport", "Reporting training result", "RayTrainWorker",
+             "TrainController", "SplitCoordinator", "Token authentication", "Started a local Ray instance",
+             "Progress bars disabled", "logging_progress", "streaming_executor", "INFO mlflow")
+
+
+def test_console_is_short_and_free_of_library_internals(first_repro):
+    lines = [line for line in first_repro.splitlines() if line.strip()]
+    noisy = [line for line in lines if any(n in line for n in RAY_NOISE)]
+    assert not noisy, "\n".join(noisy[:20])
+    ours = [line for line in lines if line.startswith("[")]
+    assert len(ours) == len(set(ours)), "duplicated lines:\n" + "\n".join(ours)
+    for stage_name in STAGES:
+        assert f"[{stage_name}] done in" in first_repro
+    # a few lines per stage: DVC's own (3-4 per stage), ours, and one bar each for degrade/train
+    assert len(lines) <= 12 * len(STAGES), first_repro
+    assert "train: 100%" in first_repro and "degrade: 100%" in first_repro
+
+
 def test_registry_has_champion_that_enhances(project, first_repro):
     import pandas as pd
 

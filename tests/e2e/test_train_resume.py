@@ -17,8 +17,20 @@ from tests.e2e.project import make_project, project_env, run
 
 pytestmark = pytest.mark.slow
 
-ITERATIONS = 40
-CHECKPOINT_EVERY = 10
+ITERATIONS = 400
+CHECKPOINT_EVERY = 20
+KILL_AFTER = 40  # kill once Ray Train has registered a checkpoint at or past this iteration
+
+
+def _registered(root) -> list[int]:
+    """Iterations of the checkpoints Ray Train has registered (its snapshot file)."""
+    found = []
+    for snap in root.glob("runs/*/checkpoint_manager_snapshot.json"):
+        try:
+            found += [int(c["metrics"]["iteration"]) for c in json.loads(snap.read_text())["checkpoint_results"]]
+        except (ValueError, KeyError):  # being rewritten right now
+            continue
+    return found
 
 
 def test_killed_training_resumes_from_last_checkpoint(tmp_path):
@@ -32,42 +44,41 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     run(["dvc", "repro", "degrade"], root)
 
     cmd = [sys.executable, "-m", "pipelines.train"]
-    proc = subprocess.Popen(cmd, cwd=root, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    seen = []
+    log = tmp_path / "first.log"
+    with log.open("w") as fh:
+        proc = subprocess.Popen(cmd, cwd=root, env=project_env(), stdout=fh, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
     killed_after = None
     deadline = time.monotonic() + 300
     try:
-        for line in proc.stdout:
-            seen.append(line)
-            # Kill halfway, after at least one checkpoint has been written.
-            if f"it 25/{ITERATIONS}" in line:
-                killed_after = 25
+        # Worker output stays in Ray's logs; Ray Train's checkpoint registry says how far it is.
+        while proc.poll() is None and time.monotonic() < deadline:
+            if max(_registered(root), default=0) >= KILL_AFTER:
+                killed_after = max(_registered(root))
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
-            assert time.monotonic() < deadline, "".join(seen[-40:])
+            time.sleep(0.1)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
-    assert killed_after is not None, "training finished before it could be killed:\n" + "".join(seen[-40:])
+    seen = log.read_text().splitlines()
+    assert killed_after is not None, "training finished before it could be killed:\n" + "\n".join(seen[-40:])
     assert proc.returncode == -signal.SIGKILL
     assert not (root / "models" / "run.json").exists()
     time.sleep(2)  # let the orphaned Ray processes notice their raylet is gone
     # The last checkpoint Ray Train had registered when the process died (its controller
     # records checkpoints asynchronously, so this may lag the last one the worker wrote).
-    (snapshot,) = (root / "runs").glob("*/checkpoint_manager_snapshot.json")
-    registered = [int(c["metrics"]["iteration"]) for c in json.loads(snapshot.read_text())["checkpoint_results"]]
-    last = max(registered)
-    assert last >= CHECKPOINT_EVERY
+    last = max(_registered(root))
+    assert KILL_AFTER <= last < ITERATIONS
 
     out = subprocess.run(cmd, cwd=root, env=project_env(), capture_output=True, text=True, timeout=600)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-6000:]
-    train_lines = "".join(line + "\n" for line in log.splitlines() if "[train]" in line or "heckpoint" in line)
+    train_lines = "".join(line + "\n" for line in log.splitlines() if "[train]" in line)
     record = json.loads((root / "models" / "run.json").read_text())
     assert record["resumed_from"] == [last], train_lines[-6000:]  # continued from it, not from 0
-    assert f"it 5/{ITERATIONS} " not in log  # it did not start again from zero
+    assert f"(resumed at {last})" in log, log[-3000:]  # and said so
     # An uninterrupted run makes exactly ITERATIONS optimizer steps; so did this one, in total.
     assert record["iterations"] == ITERATIONS
     assert record["optimizer_steps"] == ITERATIONS

@@ -1,18 +1,22 @@
-"""Ray Train on CPU is reproducible: the same seed, data and parameters give the same weights."""
+"""Ray Train on CPU is reproducible: the same seed, data and parameters give the same weights,
+and they are the weights of the Ray-free `Trainer` loop on the same data."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import ray
 import torch
 
-from cajnn.config import DegradeConfig, ModelConfig, TrainConfig
+from cajnn.config import DegradeConfig, ModelConfig, RayConfig, TrainConfig
 from cajnn.data.image_io import save_rgb
 from cajnn.data.sample import load_sample
-from cajnn.data.shards import degrade_to_shard
+from cajnn.data.shards import degrade_to_shard, load_patch_set
 from cajnn.training.checkpoint import STATE_FILE
+from cajnn.training.trainer import Trainer, in_memory_batches, run
 
 
 def _final_weights(result) -> dict[str, torch.Tensor]:
@@ -21,11 +25,20 @@ def _final_weights(result) -> dict[str, torch.Tensor]:
     return state["model"]
 
 
-@pytest.mark.slow
-def test_same_seed_same_weights_through_ray_train(tmp_path):
-    import ray
+def _plain_weights(cfg: TrainConfig, shards) -> dict[str, torch.Tensor]:
+    """The same recipe without Ray: the `Trainer` fed from memory, as a Ray worker feeds it."""
+    torch.set_num_threads(os.cpu_count() or 1)  # what fit() gives its single CPU worker
+    patches = load_patch_set(shards)
+    trainer = Trainer(cfg)
+    trainer.prepare()
+    run(trainer, in_memory_batches(trainer, patches))
+    return trainer.net.state_dict()
 
+
+@pytest.mark.slow
+def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path):
     from cajnn.training.ray_trainer import fit
+    from pipelines._common import init_ray
 
     src, shards = tmp_path / "hr", tmp_path / "shards"
     src.mkdir()
@@ -35,15 +48,17 @@ def test_same_seed_same_weights_through_ray_train(tmp_path):
         degrade_to_shard(str(src / f"{name}.png"), name, str(shards), DegradeConfig(qualities_per_image=1, patch_size=16, stride=16))
     cfg = TrainConfig(model=ModelConfig(preset="micro"), iterations=8, batch_size=4, crop=8, log_every=4,
                       checkpoint_every=8, storage_path=str(tmp_path / "runs"), use_gpu="false", val_sets=[])
-    ray.init(num_cpus=2, log_to_driver=False)
+    init_ray(RayConfig(num_cpus=2))
     try:
-        first = _final_weights(fit(cfg, "repro-a", str(shards)))
-        second = _final_weights(fit(cfg, "repro-b", str(shards)))
-        other_seed = _final_weights(fit(replace(cfg, seed=1), "repro-c", str(shards)))
+        first = _final_weights(fit(cfg, "repro-a", str(shards), progress=False))
+        second = _final_weights(fit(cfg, "repro-b", str(shards)))  # with the progress actor
+        other_seed = _final_weights(fit(replace(cfg, seed=1), "repro-c", str(shards), progress=False))
     finally:
         ray.shutdown()
-    assert first.keys() == second.keys()
+    plain = _plain_weights(cfg, shards)
+    assert first.keys() == second.keys() == plain.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+    assert all(torch.equal(first[k], plain[k]) for k in first), "Ray path and plain Trainer loop differ"
     # the check has teeth: another seed gives other weights
     assert not all(torch.equal(first[k], other_seed[k]) for k in first)
     assert np.isfinite(sum(float(v.float().abs().sum()) for v in first.values()))
