@@ -12,6 +12,7 @@ created; the driver draws the progress bar (`cajnn.training.progress`).
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -243,6 +244,10 @@ def fit(
     threads = 0 if use_gpu else max(1, (os.cpu_count() or 1) // max(cfg.num_workers, 1))
     storage_path, filesystem = storage(cfg)
     scored = bool(val_pairs)
+    in_memory = decoded_bytes(shards) < IN_MEMORY_LIMIT
+    if not in_memory and cfg.balance != "patch":
+        print(f"[train] note: train.balance {cfg.balance!r} applies to patch sets held in memory; this one is "
+              "streamed and sampled by patch", file=sys.stderr)
     bar = progress_bar(cfg.iterations) if progress else contextlib.nullcontext()
     with bar as board:
         trainer = TorchTrainer(
@@ -254,7 +259,7 @@ def fit(
                 "mlflow_run_id": mlflow_run_id,
                 "init_weights": os.path.abspath(cfg.init_weights) if cfg.init_weights else None,
                 "val_pairs": val_pairs or [],
-                "in_memory": decoded_bytes(shards) < IN_MEMORY_LIMIT,
+                "in_memory": in_memory,
                 "progress": board,
             },
             scaling_config=ray.train.ScalingConfig(
