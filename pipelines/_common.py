@@ -60,6 +60,9 @@ def init_ray(cfg: RayConfig) -> None:
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if cfg.address == "local":
         kwargs["num_cpus"] = cfg.num_cpus or os.cpu_count()
+        # The raylet warns once more than 4x this many worker processes exist; a Ray Train run
+        # (controller, worker, data coordinator, progress board, ...) passes 8 on 2 CPUs.
+        os.environ.setdefault("RAY_worker_maximum_startup_concurrency", str(max(4, kwargs["num_cpus"])))
     else:
         kwargs["address"] = cfg.address
     ray.init(**kwargs)

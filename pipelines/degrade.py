@@ -14,6 +14,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from cajnn import console
 from cajnn.config import DegradeConfig, to_dict
 from cajnn.data.image_io import list_images
 from cajnn.data.shards import SCHEMA, degrade_to_shard
@@ -80,7 +81,6 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, num_blocks: in
     """
     import ray
     import ray.data
-    from tqdm import tqdm
 
     cfg_dict = to_dict(cfg)
     out_dir = str(out)
@@ -103,8 +103,7 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, num_blocks: in
     ctx.op_resource_reservation_enabled = False
     try:
         ds = ray.data.from_items(items, override_num_blocks=blocks).map(process)
-        rows = tqdm(ds.iter_rows(), total=len(items), desc="degrade", unit="image", file=sys.stderr,
-                    mininterval=0.5 if sys.stderr.isatty() else 30.0, disable=not progress)
+        rows = console.progress(ds.iter_rows(), total=len(items), desc="degrade", unit="image", disable=not progress)
         results = sorted(rows, key=lambda r: r["source"])  # metadata only, streamed
     finally:
         ctx.op_resource_reservation_enabled = reservation

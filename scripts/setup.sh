@@ -29,10 +29,14 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python"
 fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 start=$(date +%s)
-"$VENV/bin/python" -m pip install -q --upgrade pip
+echo "setup: installing the pinned packages into $VENV (a few minutes the first time)"
+# -qq: errors only. pip's warnings are about the machine's own pip configuration (e.g. index
+# folders that do not exist), hundreds of lines a user can do nothing about here.
+PIP=("$VENV/bin/python" -m pip install -qq)
+"${PIP[@]}" --upgrade pip
 # torch is pinned to the CPU build's version; on a CUDA machine pip takes the CUDA wheel of the
 # same version. The lock was produced by `pip freeze` from one resolve (see Makefile `lock`).
-"$VENV/bin/python" -m pip install -q -r requirements.lock
-"$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
+"${PIP[@]}" -r requirements.lock
+"${PIP[@]}" --no-deps --no-build-isolation -e .
 echo "$want" > "$STAMP"
 echo "setup: installed pinned dependencies in $(( $(date +%s) - start )) s"

@@ -9,7 +9,6 @@ fire-and-forget call, microseconds) and the driver draws one tqdm bar from it in
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -55,17 +54,13 @@ def postfix(state: dict[str, Any]) -> str:
 
 @contextlib.contextmanager
 def progress_bar(total: int, desc: str = "train", initial_status: str = "starting Ray Train") -> Iterator[Any]:
-    """Create a board actor, draw a bar from it while the body runs; yields the actor handle.
-
-    On a terminal the bar redraws twice a second; in a log file every 30 s, so CI logs stay
-    short."""
+    """Create a board actor, draw a bar from it while the body runs; yields the actor handle."""
     import ray
-    from tqdm import tqdm
+
+    from cajnn.console import progress
 
     board = ray.remote(num_cpus=0)(ProgressBoard).remote()
-    tty = sys.stderr.isatty()
-    bar = tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, mininterval=0.5 if tty else 30.0,
-               file=sys.stderr, postfix=initial_status)
+    bar = progress(total=total, desc=desc, unit="it", postfix=initial_status)
     stop = threading.Event()
 
     def poll() -> None:
