@@ -94,6 +94,8 @@ def main() -> None:
         print(f"[train] {cfg.model.preset} network ({n_params / 1e6:.2f} M parameters), {cfg.iterations} iterations "
               f"of {cfg.batch_size} x {cfg.crop}px LR crops; validation: {len(val_pairs)} crops at QF "
               f"{', '.join(map(str, cfg.val_qualities))}; MLflow run {run_id[:8]}")
+        if cfg.init_weights:
+            print(f"[train] warm start from {cfg.init_weights} (a checkpoint of this run, if any, takes precedence)")
         init_ray(params.ray)
         t0 = time.perf_counter()
         result = fit(cfg, f"{cfg.run_name}-{key}", str(ROOT / cfg.data), val_pairs,

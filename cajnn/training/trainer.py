@@ -176,6 +176,10 @@ class Trainer:
         self.window.add(loss, len(lr_t), waited + t1 - t0, self._last_end - t1)
         return loss
 
+    def restart_clock(self) -> None:
+        """Count the time until the next step as data wait from now on."""
+        self._last_end = time.perf_counter()
+
     def log_due(self) -> bool:
         return self.iteration % self.cfg.log_every == 0 or self.done
 
@@ -212,6 +216,7 @@ def run(trainer: Trainer, batches: Iterable[Batch], on_event: Callback | None = 
         log_now, ckpt_now = trainer.log_due(), trainer.checkpoint_due()
         if on_event and (log_now or ckpt_now):
             on_event(trainer, trainer.window_metrics() if log_now else None, ckpt_now)
+            trainer.restart_clock()  # logging, validation and checkpoints are not data wait
         if trainer.done:
             return
     raise RuntimeError(

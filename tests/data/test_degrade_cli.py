@@ -121,7 +121,7 @@ def test_default_seed_and_profile_come_from_params(photos, tmp_path):
     res = run(photos / "a.png", tmp_path / "out", *PARAMS)
     assert res.exit_code == 0, res.output
     rep = report(tmp_path / "out")
-    assert rep["profile"] == "paper" and rep["seed"] == 0 and rep["quality"] is None
+    assert rep["profile"] == "paper_lowqf" and rep["seed"] == 0 and rep["quality"] is None
     assert 10 <= rep["done"][0]["quality"] <= 100
 
 

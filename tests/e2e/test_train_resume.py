@@ -17,7 +17,7 @@ from tests.e2e.project import make_project, project_env, run
 
 pytestmark = pytest.mark.slow
 
-ITERATIONS = 400
+ITERATIONS = 200
 CHECKPOINT_EVERY = 20
 KILL_AFTER = 40  # kill once Ray Train has registered a checkpoint at or past this iteration
 

@@ -99,13 +99,19 @@ def test_bench_train_compares_ray_train_with_a_plain_loop(tmp_path):
 
 
 def test_sweep_embedded_runs_and_reports_the_three_gains(tmp_path):
+    out = tmp_path / "sweep.json"
     res = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "sweep_embedded.py"), "--preset", "micro", "--iterations", "2",
-         "--batch", "2", "--crop", "8", "--qualities-per-image", "1", "--qf-range", "10", "40", "--aux", "0.5",
-         "--init", "esrgan", "--threads", "1"],
+        [sys.executable, str(ROOT / "benchmarks" / "sweep_embedded.py"), "--seeds", "0", "1", "--iterations", "2",
+         "--set", "train.model.preset=micro", "--set", "train.batch_size=2", "--set", "train.crop=8",
+         "--set", "degrade.qualities_per_image=1", "--init-scale", "1", "--threads", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    last = res.stdout.strip().splitlines()[-1]
-    assert last.startswith("PSNR-Y gain over MATLAB bicubic")
-    assert [part.split()[0] for part in last.split(": ", 1)[1].split("  ")] == ["QF10", "QF20", "QF40"]
+    lines = res.stdout.strip().splitlines()
+    assert [ln.split(":")[0].strip() for ln in lines[-3:]] == ["QF 10", "QF 20", "QF 40"]
+    assert sum(ln.startswith("seed ") for ln in lines) == 2
+    data = json.loads(out.read_text())
+    assert [r["seed"] for r in data["runs"]] == [0, 1]
+    for q in ("10", "20", "40"):
+        gains = [r["gain"][q] for r in data["runs"]]
+        assert data["summary"][q]["min"] == min(gains) and abs(data["summary"][q]["mean"] - sum(gains) / 2) < 1e-12
