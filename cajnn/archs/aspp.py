@@ -25,7 +25,7 @@ class ASPP(nn.Module):
     ``f^L' = [C_{3x3,1} * f^L | C_{3x3,3} * f^L | C_{3x3,4} * f^L] * C_{1x1}``: three parallel
     3x3 convolutions (dilation 1, 3, 4) on the same input, concatenated to ``3 * nf`` channels and
     fused back to ``nf`` channels by a 1x1 convolution. No activation is applied: equation 2 has
-    none, and SPEC's parameter count (14,884,419) is independent of it.
+    none, and docs/design.md's parameter count (14,884,419) is independent of it.
     """
 
     def __init__(self, nf: int, dilations: tuple[int, ...] = ASPP_DILATIONS) -> None:

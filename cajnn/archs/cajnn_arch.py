@@ -13,13 +13,13 @@ Pipeline (paper config: nf=64, 20 RRDB, gc=32, x4)::
 Optional auxiliary LR head (ablation, eq. 6-8): ``G^(f^L') = x + conv3x3(f^L')`` predicts the
 artifact-free LR image; the training loop weights its loss by lambda (0 = off, the paper's best).
 
-Parameter count of the default (paper) config: 14,884,419, as fixed by SPEC ("Network"): two x2
+Parameter count of the default (paper) config: 14,884,419, as fixed by docs/design.md ("Network"): two x2
 PixelShuffle stages of conv 64->256. The literal single-stage reading of eq. 3
 (``upsampler="pixelshuffle_single"``: conv 64->48 + PixelShuffle(4) producing a 3-channel image,
-enhancement convs 3->64->3) gives SPEC's 14,581,555. The paper itself only says "14.8M".
+enhancement convs 3->64->3) gives docs/design.md's 14,581,555. The paper itself only says "14.8M".
 
 Where we go beyond the paper: the enhancement convs are joined by LeakyReLU(0.2) (the paper
-writes two stacked convs with no activation, which would collapse to one linear map; SPEC puts
+writes two stacked convs with no activation, which would collapse to one linear map; docs/design.md puts
 the LeakyReLU there); ASPP has no activation (eq. 2 has none); all convs have biases.
 """
 

@@ -1,6 +1,6 @@
 """Named CAJNN configurations and a builder with validated overrides.
 
-``paper`` is the configuration of section III-A (14,884,419 parameters, see SPEC "Network");
+``paper`` is the configuration of section III-A (14,884,419 parameters, see docs/design.md "Network");
 ``cpu-small`` keeps the ASPP / RRDB / PixelShuffle structure at a width and depth that trains on a
 2-core CPU in minutes; ``micro`` is for tests only.
 """

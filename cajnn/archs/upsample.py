@@ -5,13 +5,13 @@ channel count that the enhancement convs of :class:`~cajnn.archs.cajnn_arch.CAJN
 
 * ``pixelshuffle`` (default): log2(s) x2 stages of ``conv3x3(nf -> 4 nf) + PixelShuffle(2) +
   LeakyReLU(0.2)`` for s = 2, 4; one ``conv3x3(nf -> 9 nf) + PixelShuffle(3) + LeakyReLU`` stage
-  for s = 3. Output: ``nf`` channels. With the enhancement convs this gives SPEC's 14,884,419
+  for s = 3. Output: ``nf`` channels. With the enhancement convs this gives docs/design.md's 14,884,419
   parameters for the paper configuration.
 * ``pixelshuffle_single``: the literal reading of eq. 3, ``I^SR' = PS(W_L * f^L'' + b_L)`` with
   ``I^SR'`` a c-channel (RGB) HR image: one ``conv3x3(nf -> 3 s^2)`` + ``PixelShuffle(s)``,
   no activation (eq. 3 is linear). Output: 3 channels, so the first enhancement conv is
   ``3 -> nf`` (not ``nf -> nf``). For the paper config: conv 64 -> 48 has 27,696 parameters
-  and the enhancement convs 1,792 + 1,731, giving SPEC's 14,581,555 in all.
+  and the enhancement convs 1,792 + 1,731, giving docs/design.md's 14,581,555 in all.
 * ``upconv``: per x2 stage, nearest-neighbour interpolation x2 + ``conv3x3(nf -> nf)`` +
   LeakyReLU(0.2) (ESRGAN-style "upconvolution"); s = 3 uses one x3 stage. Output: ``nf``.
 """

@@ -1,4 +1,4 @@
-"""The `degrade` section and degradation profiles (SPEC "Data and degradation", paper IV-A).
+"""The `degrade` section and degradation profiles (docs/design.md "Data and degradation", paper IV-A).
 
 A profile describes how images reach a viewer through some platform: how they are shrunk,
 capped in size, JPEG-compressed (quality factor distribution, chroma subsampling), possibly

@@ -1,6 +1,6 @@
 """The embedded default data set: the colour photographs that scikit-image ships.
 
-They need no download, so `make run` works offline on a laptop (SPEC.md, "Where the data lives").
+They need no download, so `make run` works offline on a laptop (docs/design.md, "Where data comes from").
 """
 
 from __future__ import annotations

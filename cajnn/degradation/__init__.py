@@ -1,4 +1,4 @@
-"""Degradation model of SPEC "Data and degradation" (paper IV-A): MATLAB bicubic x1/4 + JPEG.
+"""Degradation model of docs/design.md "Data and degradation" (paper IV-A): MATLAB bicubic x1/4 + JPEG.
 
 `profile` turns a degradation profile of params.yaml (resize kernel, size cap, QF distribution,
 chroma subsampling, repeated compression, block-grid offset) into LR images and aligned HR targets.

@@ -1,6 +1,6 @@
-"""MATLAB-compatible bicubic resizing (SPEC "Data and degradation", paper IV-A).
+"""MATLAB-compatible bicubic resizing (docs/design.md "Data and degradation", paper IV-A).
 
-The paper (and the SR test protocol in SPEC "Test protocol") builds LR images with MATLAB's
+The paper (and the SR test protocol in docs/design.md "Test protocol") builds LR images with MATLAB's
 ``imresize(img, 1/4, 'bicubic')``. This module reimplements that algorithm in NumPy:
 
 * cubic convolution kernel with a = -0.5 (Keys), support width 4;
@@ -247,7 +247,7 @@ def matlab_imresize(
     *,
     output_shape: Tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Resize like MATLAB ``imresize(img, scale, 'bicubic')`` (SPEC data/test protocol, paper IV-A).
+    """Resize like MATLAB ``imresize(img, scale, 'bicubic')`` (docs/design.md data/test protocol, paper IV-A).
 
     Args:
         img: H x W or H x W x C array, uint8 or floating point.
@@ -306,7 +306,7 @@ def matlab_imresize(
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     """Crop H and W down to multiples of ``scale``, dropping rows/columns at the bottom/right.
 
-    This is the "modcrop" of the SR test protocol (SPEC "Test protocol"). Returns a view.
+    This is the "modcrop" of the SR test protocol (docs/design.md "Test protocol"). Returns a view.
     """
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")

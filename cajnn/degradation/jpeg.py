@@ -1,8 +1,8 @@
-"""JPEG compression through libjpeg-turbo (SPEC "Data and degradation", paper IV-A).
+"""JPEG compression through libjpeg-turbo (docs/design.md "Data and degradation", paper IV-A).
 
 The degradation compresses the whole x1/4 image with a quality factor (paper: 10..100,
 test: 10/20/40), 4:2:0 chroma subsampling and the accurate integer ("islow") DCT, through
-libjpeg-turbo via PyTurboJPEG 1.8.x (which works with Debian 12's libjpeg-turbo 2.1.5; see SPEC
+libjpeg-turbo via PyTurboJPEG 1.8.x (which works with Debian 12's libjpeg-turbo 2.1.5; see docs/design.md
 "Facts about this machine's stack"). The accurate-DCT flag is used for both encoding and decoding;
 decoding uses libjpeg-turbo's default ("fancy") chroma upsampling.
 
@@ -88,7 +88,7 @@ def _is_gray_input(arr: np.ndarray) -> bool:
 
 
 def jpeg_encode(img: np.ndarray, quality: int, subsampling: str = "420") -> bytes:
-    """Encode a uint8 image to JPEG bytes with libjpeg-turbo, accurate DCT (SPEC, paper IV-A).
+    """Encode a uint8 image to JPEG bytes with libjpeg-turbo, accurate DCT (docs/design.md, paper IV-A).
 
     Args:
         img: H x W x 3 RGB uint8, or H x W / H x W x 1 grayscale uint8. Non-contiguous arrays are
@@ -131,7 +131,7 @@ def jpeg_decode(data: bytes, gray: bool = False) -> np.ndarray:
 
 
 def jpeg_compress(img: np.ndarray, quality: int, subsampling: str = "420") -> np.ndarray:
-    """JPEG encode + decode round trip (the compression step of the degradation, SPEC / IV-A).
+    """JPEG encode + decode round trip (the compression step of the degradation, docs/design.md / IV-A).
 
     Same arguments as :func:`jpeg_encode`. Returns a uint8 array of the input's shape: RGB in ->
     RGB out (R = G = B for ``subsampling="gray"``), H x W (x 1) grayscale in -> same shape out.

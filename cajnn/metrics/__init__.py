@@ -1,4 +1,4 @@
-"""Evaluation metrics of SPEC "Test protocol" (paper IV-B): PSNR / SSIM on Y."""
+"""Evaluation metrics of docs/design.md "Test protocol" (paper IV-B): PSNR / SSIM on Y."""
 
 from .psnr_ssim import psnr, psnr_y, rgb_to_y, ssim, ssim_y
 

@@ -1,8 +1,8 @@
-"""PSNR and SSIM on the Y channel, as SR papers report them (SPEC "Test protocol", paper IV-B).
+"""PSNR and SSIM on the Y channel, as SR papers report them (docs/design.md "Test protocol", paper IV-B).
 
 * Y = 16 + 65.481 R + 128.553 G + 24.966 B with R, G, B in [0, 1] (BT.601, MATLAB ``rgb2ycbcr``
   on double input), kept in float64 on the 0..255 scale. MATLAB's ``rgb2ycbcr`` on *uint8* input
-  would round Y to uint8; some papers' scripts do that, SPEC asks for float64, so we do not round.
+  would round Y to uint8; some papers' scripts do that, docs/design.md fixes float64, so we do not round.
 * ``crop`` pixels (default 4 = scale) are removed on every side before either metric.
 * PSNR: peak 255, ``10 log10(255^2 / MSE)``; identical inputs give ``inf``.
 * SSIM (Wang et al. 2004, MATLAB ``ssim_index``): 11 x 11 Gaussian window, sigma 1.5 (normalised
@@ -123,6 +123,6 @@ def ssim(img1: np.ndarray, img2: np.ndarray, data_range: float = 255.0) -> float
 
 
 def ssim_y(pred: np.ndarray, gt: np.ndarray, crop: int = 4) -> float:
-    """SSIM on the Y channel of uint8 RGB images, ``crop`` border pixels removed (SPEC protocol)."""
+    """SSIM on the Y channel of uint8 RGB images, ``crop`` border pixels removed (docs/design.md protocol)."""
     yp, yg = _pair_y(pred, gt, crop)
     return ssim(yp, yg, data_range=255.0)

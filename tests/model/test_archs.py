@@ -35,8 +35,8 @@ def count(**kwargs) -> int:
 # --------------------------------------------------------------------------- parameter counts
 
 def test_paper_config_matches_spec():
-    assert count() == 14_884_419  # SPEC "Network": two x2 PixelShuffle stages
-    assert count(upsampler="pixelshuffle_single") == 14_581_555  # SPEC: literal single stage
+    assert count() == 14_884_419  # docs/design.md "Network": two x2 PixelShuffle stages
+    assert count(upsampler="pixelshuffle_single") == 14_581_555  # docs/design.md: literal single stage
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests of the MATLAB-compatible bicubic resize (SPEC "Data and degradation", paper IV-A).
+"""Tests of the MATLAB-compatible bicubic resize (docs/design.md "Data and degradation", paper IV-A).
 
 The expected values are computed here independently from MATLAB's written-out definition:
 

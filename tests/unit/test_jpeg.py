@@ -1,4 +1,4 @@
-"""Tests of the libjpeg-turbo JPEG degradation (SPEC "Data and degradation", paper IV-A)."""
+"""Tests of the libjpeg-turbo JPEG degradation (docs/design.md "Data and degradation", paper IV-A)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of PSNR / SSIM on Y (SPEC "Test protocol", paper IV-B)."""
+"""Tests of PSNR / SSIM on Y (docs/design.md "Test protocol", paper IV-B)."""
 
 from __future__ import annotations
 
