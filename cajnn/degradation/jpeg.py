@@ -3,7 +3,7 @@
 The degradation compresses the whole x1/4 image with a quality factor (paper: 10..100,
 test: 10/20/40), 4:2:0 chroma subsampling and the accurate integer ("islow") DCT, through
 libjpeg-turbo via PyTurboJPEG 1.8.x (which works with Debian 12's libjpeg-turbo 2.1.5; see docs/design.md
-"Facts about this machine's stack"). The accurate-DCT flag is used for both encoding and decoding;
+"Stack facts the code depends on"). The accurate-DCT flag is used for both encoding and decoding;
 decoding uses libjpeg-turbo's default ("fancy") chroma upsampling.
 
 Subsampling values: ``"444"``, ``"422"``, ``"420"`` and ``"gray"`` (luma only; an RGB input is

@@ -11,6 +11,7 @@ created; the driver draws the progress bar (`cajnn.training.progress`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -163,7 +164,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         batches = in_memory_batches(trainer, patches)
     else:
         batches = _streamed_batches(shard, trainer)
-    run(trainer, batches, report)
+    # the bar moves every step (Poster sends at most twice a second), not only at log points
+    run(trainer, batches, report, on_step=lambda t: poster.post(iteration=t.iteration))
 
 
 def resolve_use_gpu(setting: str) -> bool:
@@ -232,8 +234,6 @@ def fit(
     Starting again with the same `run_name` and storage resumes from the latest checkpoint
     (Ray Train V2 has no `Trainer.restore`: this is how V2 resumes).
     """
-    import contextlib
-
     import ray.train
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer

@@ -205,14 +205,18 @@ class Trainer:
 Callback = Callable[[Trainer, "dict[str, float] | None", bool], None]
 
 
-def run(trainer: Trainer, batches: Iterable[Batch], on_event: Callback | None = None) -> None:
+def run(trainer: Trainer, batches: Iterable[Batch], on_event: Callback | None = None,
+        on_step: Callable[[Trainer], None] | None = None) -> None:
     """Step `trainer` over `batches` until `cfg.iterations`. At each log point and each
     checkpoint point, `on_event(trainer, metrics or None, checkpoint_now)` is called (metrics:
-    the window since the last log point, on log points only)."""
+    the window since the last log point, on log points only); `on_step(trainer)` after every
+    step (keep it cheap: it is on the hot path)."""
     if trainer.done:
         return
     for hr, lr in batches:
         trainer.step(hr, lr)
+        if on_step:
+            on_step(trainer)
         log_now, ckpt_now = trainer.log_due(), trainer.checkpoint_due()
         if on_event and (log_now or ckpt_now):
             on_event(trainer, trainer.window_metrics() if log_now else None, ckpt_now)
