@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--min-patch-std", type=float, help="degrade.min_patch_std")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    ap.add_argument("--train-dir", action="append", default=[], type=Path, metavar="DIR",
+                    help="also train on the images of this folder (e.g. a fetched local: source)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.threads:
@@ -101,8 +103,11 @@ def main() -> None:
             for name in names:
                 save_rgb(load_sample(name), work / folder / f"{name}.png")
         (work / "patches").mkdir()
-        for img in sorted((work / "sample-train").glob("*.png")):
-            degrade_to_shard(str(img), f"sample-train/{img.name}", str(work / "patches"), dcfg)  # as the stage
+        images = [(img, f"sample-train/{img.name}") for img in sorted((work / "sample-train").glob("*.png"))]
+        for folder in args.train_dir:
+            images += [(img, f"{folder.name}/{img.name}") for img in sorted(folder.iterdir()) if img.is_file()]
+        for img, key in images:
+            degrade_to_shard(str(img), key, str(work / "patches"), dcfg)  # as the stage
         patches = load_patch_set(work / "patches")
         for seed in args.seeds:
             trainer = Trainer(replace(tcfg, seed=seed))

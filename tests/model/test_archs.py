@@ -41,7 +41,7 @@ def test_paper_config_matches_spec():
 
 @pytest.mark.parametrize(
     "preset, expected",
-    [("paper", 14_884_419), ("cpu-small", 485_091), ("micro", 19_539)],
+    [("paper", 14_884_419), ("cpu-small", 416_627), ("micro", 19_539)],
 )
 def test_preset_param_counts(preset, expected):
     with torch.device("meta"):

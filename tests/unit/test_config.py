@@ -58,7 +58,7 @@ def test_repo_params_load_with_typed_defaults(monkeypatch, tmp_path):
 
     t = p.train
     assert t.model.preset == "cpu-small" and t.model.overrides == {}
-    assert (t.iterations, t.batch_size, t.crop, t.restart_every) == (800, 8, 24, 800)
+    assert (t.iterations, t.batch_size, t.crop, t.restart_every) == (1600, 8, 24, 1600)
     assert t.balance == "image" and t.channels_last == "auto"
     assert isinstance(t.lr, float) and t.lr == pytest.approx(1e-3)
     assert isinstance(t.lr_min, float) and t.lr_min == pytest.approx(1e-7)
@@ -320,5 +320,5 @@ def test_flatten_of_params():
     assert flat["train.model.preset"] == "cpu-small"
     assert flat["degrade.profiles.paper.qf_min"] == 10
     assert flat["evaluate.qualities"] == [10, 20, 40]
-    assert flat["train.iterations"] == 800
+    assert flat["train.iterations"] == 1600
     assert all(not isinstance(v, dict) for v in flat.values())
