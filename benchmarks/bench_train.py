@@ -1,5 +1,5 @@
-"""Ray Train overhead: samples/s of the real `train` path (TorchTrainer + Ray Data shards +
-the Ray adapter) against the same `cajnn.training.trainer.Trainer` driven by a plain loop
+"""Ray Train overhead: samples/s of the real `train` path (TorchTrainer + the Ray adapter, the
+small patch set handed to the worker through the object store) against the same `cajnn.training.trainer.Trainer` driven by a plain loop
 without Ray, over the same shards, model, batch and thread count, in one run.
 
     .venv/bin/python benchmarks/bench_train.py [--preset P] [--iterations 200] [--batch B] [--crop C] [--rounds 3]
@@ -103,7 +103,7 @@ def main() -> None:
             ratios.append(ray_row[0] / ((plain_before[0] + plain_prev[0]) / 2))
             if r == 0:
                 rows.append(("plain", r, *plain_before))
-            rows += [("Ray Train + Ray Data", r, *ray_row), ("plain", r, *plain_prev)]
+            rows += [("Ray Train", r, *ray_row), ("plain", r, *plain_prev)]
     print(f"model {args.preset}, batch {args.batch}, LR crop {args.crop}, {args.iterations} iterations per run, "
           f"{threads} torch threads; second half of each run timed; "
           f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")

@@ -1,9 +1,10 @@
-"""Training on Ray Train (V2 `TorchTrainer`), fed by Ray Data from the `degrade` shards.
+"""Training on Ray Train (V2 `TorchTrainer`) from the `degrade` shards.
 
 A thin adapter around the Ray-free :class:`cajnn.training.trainer.Trainer`: each worker builds
-one, feeds it batches from its dataset shard (a small patch set is decoded into the worker's
-memory once and sampled there; a large one is streamed epoch by epoch), and reports metrics and
-checkpoints through `ray.train.report`. Starting the same run (name + storage_path) again
+one, feeds it batches, and reports metrics and checkpoints through `ray.train.report`. A small
+patch set is decoded once on the driver and handed to every worker through Ray's object store
+(each samples all of it with its own rank's RNG); a large one is streamed by Ray Data, each
+worker reading its split epoch by epoch. Starting the same run (name + storage_path) again
 resumes from its latest checkpoint; a failed worker is restarted from it (`FailureConfig`).
 MLflow logging happens on rank 0 through an `MlflowClient` attached to a run that the driver
 created; the driver draws the progress bar (`cajnn.training.progress`).
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from cajnn.config import TrainConfig, from_dict, to_dict
-from cajnn.data.shards import PatchSet, decode_patches, stable_seed
+from cajnn.data.shards import PatchSet, decode_patches, load_patch_set, stable_seed
 from cajnn.training.progress import Poster, progress_bar
 from cajnn.training.trainer import Batch, Trainer, in_memory_batches, run
 from cajnn.training.validation import ValPair
@@ -102,11 +103,6 @@ class _Reporter:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp) if self.rank == 0 else None)
 
 
-def _collect(shard: Any) -> PatchSet:
-    """This worker's whole share of the patch set, decoded into memory, in block order."""
-    return PatchSet.from_batches(shard.iter_batches(batch_size=1024, batch_format="numpy", prefetch_batches=1))
-
-
 def _streamed_batches(shard: Any, trainer: Trainer) -> Iterator[Batch]:
     """Epoch after epoch of Ray Data batches, locally shuffled (seeded by rank, epoch and
     iteration, so that a resumed run does not replay the first epoch's order)."""
@@ -127,8 +123,20 @@ def _streamed_batches(shard: Any, trainer: Trainer) -> Iterator[Batch]:
         epoch += 1
 
 
+def cpu_worker_env(threads: int) -> dict[str, str]:
+    """Environment of a CPU Ray Train worker process, set before it starts.
+
+    Ray exports OMP_NUM_THREADS=<CPUs of the actor> (here 1) when it is unset; OpenMP sized for
+    one thread stays slower even after `torch.set_num_threads` (the same loop in a Ray task:
+    46.8 samples/s with Ray's 1, 51.9 with 2, 58.6 outside Ray; benchmarks/README.md), so the
+    worker's OpenMP starts with the torch thread count.
+    """
+    return {"OMP_NUM_THREADS": str(threads)}
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Runs in each Ray Train worker: a :class:`Trainer` fed from this worker's dataset shard."""
+    """Runs in each Ray Train worker: a :class:`Trainer` fed from the object store's patch set
+    or from this worker's Ray Data shard."""
     import ray.train
     import ray.train.torch
 
@@ -156,14 +164,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         # Already finished (e.g. the DVC outputs were deleted): hand the final state back.
         report(trainer, None, checkpoint_now=True)
         return
-    shard = ray.train.get_dataset_shard("train")
-    if config.get("in_memory"):
+    if config.get("patches") is not None:
+        # The whole (small) set from the object store: zero-copy on the driver's node, sent
+        # once to another node; every worker samples all of it with its own rank's RNG.
         poster.post(force=True, status="loading patches")
-        patches = _collect(shard)
+        patches: PatchSet = ray.get(config["patches"])
         poster.post(force=True, status="")
         batches = in_memory_batches(trainer, patches)
     else:
-        batches = _streamed_batches(shard, trainer)
+        batches = _streamed_batches(ray.train.get_dataset_shard("train"), trainer)
     # the bar moves every step (Poster sends at most twice a second), not only at log points
     run(trainer, batches, report, on_step=lambda t: poster.post(iteration=t.iteration))
 
@@ -234,6 +243,7 @@ def fit(
     Starting again with the same `run_name` and storage resumes from the latest checkpoint
     (Ray Train V2 has no `Trainer.restore`: this is how V2 resumes).
     """
+    import ray
     import ray.train
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
@@ -249,6 +259,16 @@ def fit(
     if not in_memory and cfg.balance != "patch":
         print(f"[train] note: train.balance {cfg.balance!r} applies to patch sets held in memory; this one is "
               "streamed and sampled by patch", file=sys.stderr)
+    # A small set goes to the workers through the object store, a large one through Ray Data.
+    # No Ray Data for the small set means four fewer Ray processes (split coordinator, stats,
+    # autoscaling coordinator, dataset manager) for the whole run: every Ray process wakes 100
+    # times a second, and on 2 cores each wake-up stalls a torch thread (benchmarks/README.md).
+    patches_ref = ray.put(load_patch_set(data_dir)) if in_memory else None
+    streamed = {} if in_memory else {
+        "datasets": {"train": train_dataset(shards)},
+        # the worker's shard iterator keeps the block order too (see train_dataset)
+        "dataset_config": ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+    }
     bar = progress_bar(cfg.iterations) if progress else contextlib.nullcontext()
     with bar as board:
         trainer = TorchTrainer(
@@ -260,7 +280,7 @@ def fit(
                 "mlflow_run_id": mlflow_run_id,
                 "init_weights": os.path.abspath(cfg.init_weights) if cfg.init_weights else None,
                 "val_pairs": val_pairs or [],
-                "in_memory": in_memory,
+                "patches": patches_ref,
                 "progress": board,
             },
             scaling_config=ray.train.ScalingConfig(
@@ -273,15 +293,14 @@ def fit(
                 storage_path=storage_path,
                 storage_filesystem=filesystem,
                 failure_config=ray.train.FailureConfig(max_failures=max_failures),
+                worker_runtime_env={"env_vars": cpu_worker_env(threads)} if threads else None,
                 checkpoint_config=ray.train.CheckpointConfig(
                     num_to_keep=cfg.keep_checkpoints,
                     checkpoint_score_attribute=VAL_METRIC if scored else None,
                     checkpoint_score_order="max",
                 ),
             ),
-            datasets={"train": train_dataset(shards)},
-            # the worker's shard iterator keeps the block order too (see train_dataset)
-            dataset_config=ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+            **streamed,
         )
         result = trainer.fit()
     if result.checkpoint is None:

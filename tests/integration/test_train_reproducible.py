@@ -36,7 +36,8 @@ def _plain_weights(cfg: TrainConfig, shards) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path):
+def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path, monkeypatch):
+    from cajnn.training import ray_trainer
     from cajnn.training.ray_trainer import fit
     from pipelines._common import init_ray
 
@@ -53,6 +54,9 @@ def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path):
         first = _final_weights(fit(cfg, "repro-a", str(shards), progress=False))
         second = _final_weights(fit(cfg, "repro-b", str(shards)))  # with the progress actor
         other_seed = _final_weights(fit(replace(cfg, seed=1), "repro-c", str(shards), progress=False))
+        # a set too large to hold goes through Ray Data instead of the object store
+        monkeypatch.setattr(ray_trainer, "IN_MEMORY_LIMIT", 0)
+        streamed = fit(cfg, "repro-d", str(shards), progress=False)
     finally:
         ray.shutdown()
     plain = _plain_weights(cfg, shards)
@@ -62,3 +66,5 @@ def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path):
     # the check has teeth: another seed gives other weights
     assert not all(torch.equal(first[k], other_seed[k]) for k in first)
     assert np.isfinite(sum(float(v.float().abs().sum()) for v in first.values()))
+    assert streamed.iterations == cfg.iterations
+    assert np.isfinite(sum(float(v.float().abs().sum()) for v in _final_weights(streamed).values()))

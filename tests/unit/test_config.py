@@ -53,12 +53,12 @@ def test_repo_params_load_with_typed_defaults(monkeypatch, tmp_path):
     assert isinstance(prof, ProfileConfig)
     assert (prof.resize, prof.scale, prof.subsampling) == ("matlab_bicubic", 4, "420")
     assert min(prof.qf_values) == 10 and max(prof.qf_values) == 100
-    assert (p.degrade.qualities_per_image, p.degrade.patch_size, p.degrade.stride) == (4, 48, 40)
+    assert (p.degrade.qualities_per_image, p.degrade.patch_size, p.degrade.stride) == (4, 48, 24)
     assert p.degrade.min_patch_std == 8
 
     t = p.train
     assert t.model.preset == "cpu-small" and t.model.overrides == {}
-    assert (t.iterations, t.batch_size, t.crop, t.restart_every) == (1600, 8, 24, 1600)
+    assert (t.iterations, t.batch_size, t.crop, t.restart_every) == (1800, 8, 24, 1800)
     assert t.balance == "image" and t.channels_last == "auto"
     assert isinstance(t.lr, float) and t.lr == pytest.approx(1e-3)
     assert isinstance(t.lr_min, float) and t.lr_min == pytest.approx(1e-7)
@@ -93,6 +93,7 @@ def test_repo_paper_preset(tmp_path):
     assert p.train.loss == "l1" and p.train.storage_path == "runs"
     assert p.degrade.profile == "paper" and p.degrade.selected_profile().qf_max == 100
     assert p.degrade.min_patch_std == 0 and p.train.balance == "patch"  # the paper's data, as it is
+    assert p.degrade.stride == 40  # the disk estimate of README holds for the paper preset
     assert p.mlflow.experiment == "cajnn"
     # lists are replaced, not concatenated
     assert p.fetch.holdout == []
@@ -320,5 +321,5 @@ def test_flatten_of_params():
     assert flat["train.model.preset"] == "cpu-small"
     assert flat["degrade.profiles.paper.qf_min"] == 10
     assert flat["evaluate.qualities"] == [10, 20, 40]
-    assert flat["train.iterations"] == 1600
+    assert flat["train.iterations"] == 1800
     assert all(not isinstance(v, dict) for v in flat.values())
