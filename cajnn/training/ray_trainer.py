@@ -260,9 +260,9 @@ def fit(
         print(f"[train] note: train.balance {cfg.balance!r} applies to patch sets held in memory; this one is "
               "streamed and sampled by patch", file=sys.stderr)
     # A small set goes to the workers through the object store, a large one through Ray Data.
-    # No Ray Data for the small set means four fewer Ray processes (split coordinator, stats,
-    # autoscaling coordinator, dataset manager) for the whole run: every Ray process wakes 100
-    # times a second, and on 2 cores each wake-up stalls a torch thread (benchmarks/README.md).
+    # No Ray Data for the small set means two fewer Ray processes (its split coordinator and
+    # stats actor) for the whole run: every Ray process wakes 100 times a second, and on 2
+    # cores each wake-up stalls a torch thread (benchmarks/README.md, bench_train).
     patches_ref = ray.put(load_patch_set(data_dir)) if in_memory else None
     streamed = {} if in_memory else {
         "datasets": {"train": train_dataset(shards)},
