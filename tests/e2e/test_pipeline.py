@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.e2e.project import make_project, project_env, ran, run
+from tests.integration.conftest import DUMMY_AWS
 
 STAGES = ["fetch", "degrade", "train", "evaluate", "register"]
 
@@ -145,3 +146,42 @@ def test_cli_enhance_folder_with_a_corrupt_file(project, first_repro, tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "out" / "a.png").size == (451 * 4, 300 * 4)
+
+
+def test_dvc_push_to_s3_then_pull_into_a_fresh_clone_restores_patches_and_model(project, first_repro, moto_endpoint,
+                                                                                  tmp_path):
+    """Two machines share data and models through a DVC remote: the real S3 protocol (moto)."""
+    import boto3
+
+    env = {**project_env(), **DUMMY_AWS}
+
+    def dvc(*args: str, cwd: Path) -> str:
+        proc = subprocess.run(["dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{(proc.stdout + proc.stderr)[-4000:]}"
+        return proc.stdout + proc.stderr
+
+    boto3.client("s3", endpoint_url=moto_endpoint, **{k.lower(): v for k, v in DUMMY_AWS.items()
+                                                     if k != "AWS_DEFAULT_REGION"},
+                 region_name="us-east-1").create_bucket(Bucket="dvc-e2e")
+
+    def use_bucket(cwd: Path) -> None:
+        dvc("remote", "add", "-f", "--local", "e2e", "s3://dvc-e2e", cwd=cwd)
+        dvc("remote", "modify", "--local", "e2e", "endpointurl", moto_endpoint, cwd=cwd)
+
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "after repro", "--allow-empty"], project)
+    use_bucket(project)
+    dvc("push", "-r", "e2e", cwd=project)
+    assert "in sync" in dvc("status", "-c", "-r", "e2e", cwd=project)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    assert not (clone / "data" / "patches").exists() and not (clone / "models" / "cajnn.safetensors").exists()
+    use_bucket(clone)
+    dvc("pull", "-r", "e2e", cwd=clone)
+    for rel in ("models/cajnn.safetensors", "models/cajnn.json", "data/patches/manifest.json"):
+        assert (clone / rel).read_bytes() == (project / rel).read_bytes(), rel
+    shards = sorted(p.name for p in (project / "data" / "patches").glob("*.parquet"))
+    assert shards and sorted(p.name for p in (clone / "data" / "patches").glob("*.parquet")) == shards
+    # the clone has nothing the remote lacks
+    assert "in sync" in dvc("status", "-c", "-r", "e2e", cwd=clone)
