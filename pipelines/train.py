@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -56,12 +55,15 @@ def write_curve(client, run_id: str, path: Path) -> None:
     for name in CURVE_METRICS:
         for m in client.get_metric_history(run_id, name):
             rows.setdefault(m.step, {})[name] = m.value
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp", newline="") as fh:
+    # a temporary file + rename (never half a CSV); open() rather than NamedTemporaryFile,
+    # whose 0600 mode the committed file would keep
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["iteration", *CURVE_METRICS])
         for step in sorted(rows):
             writer.writerow([step, *(f"{rows[step][k]:.6g}" if k in rows[step] else "" for k in CURVE_METRICS)])
-    Path(fh.name).replace(path)
+    tmp.replace(path)
 
 
 def main() -> None:
