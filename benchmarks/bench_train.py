@@ -1,6 +1,7 @@
 """Ray Train overhead: samples/s of the real `train` path (TorchTrainer + the Ray adapter, the
-small patch set handed to the worker through the object store) against the same `cajnn.training.trainer.Trainer` driven by a plain loop
-without Ray, over the same shards, model, batch and thread count, in one run.
+small patch set handed to the worker through the object store) against the same
+`cajnn.training.trainer.Trainer` driven by a plain loop without Ray, over the same shards,
+model, batch and thread count, in one run.
 
     .venv/bin/python benchmarks/bench_train.py [--preset P] [--iterations 200] [--batch B] [--crop C] [--rounds 3]
 
