@@ -16,6 +16,9 @@ from pathlib import Path
 from cajnn.config import TrackingConfig
 
 RUN_FILE = "run.json"  # written by `train` beside the weights: which MLflow run to attach to
+# The experiment tag MLflow 3's UI reads to choose an experiment's first page: without it an
+# experiment opens on the GenAI "Overview / Traces" page ("No data"), with it on its runs.
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 
 
 def resolve_tracking_uri(cfg: TrackingConfig, root: Path) -> str:
@@ -47,6 +50,8 @@ def setup_tracking(cfg: TrackingConfig, root: Path) -> tuple[str, str]:
         exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
     else:
         exp_id = exp.experiment_id
+    if exp is None or EXPERIMENT_KIND_TAG[0] not in exp.tags:  # a kind the user chose in the UI stays
+        mlflow.MlflowClient(uri).set_experiment_tag(exp_id, *EXPERIMENT_KIND_TAG)
     mlflow.set_experiment(experiment_id=exp_id)
     return uri, exp_id
 

@@ -164,3 +164,21 @@ def test_cli_enhance_with_the_registry_champion(env, stack, tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert Image.open(tmp_path / "out" / "photo.png").size == (44, 84)
+
+
+def test_experiment_is_marked_as_model_training_for_the_ui(env, stack):
+    """MLflow 3's UI opens an experiment tagged `custom_model_development` on its runs (not on
+    the GenAI traces page); a kind the user picked in the UI is kept."""
+    from mlflow import MlflowClient
+
+    from cajnn.config import TrackingConfig
+    from cajnn.tracking import EXPERIMENT_KIND_TAG, setup_tracking
+
+    cfg = TrackingConfig(tracking_uri=stack.mlflow_url, experiment="kind-test")
+    _, exp_id = setup_tracking(cfg, env["root"])
+    client = MlflowClient(stack.mlflow_url)
+    key, kind = EXPERIMENT_KIND_TAG
+    assert client.get_experiment(exp_id).tags[key] == kind == "custom_model_development"
+    client.set_experiment_tag(exp_id, key, "finetuning")
+    assert setup_tracking(cfg, env["root"])[1] == exp_id
+    assert client.get_experiment(exp_id).tags[key] == "finetuning"
