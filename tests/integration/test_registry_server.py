@@ -171,14 +171,23 @@ def test_experiment_is_marked_as_model_training_for_the_ui(env, stack):
     the GenAI traces page); a kind the user picked in the UI is kept."""
     from mlflow import MlflowClient
 
-    from cajnn.config import TrackingConfig
-    from cajnn.tracking import EXPERIMENT_KIND_TAG, setup_tracking
+    from cajnn.tracking import EXPERIMENT_KIND_TAG
 
-    cfg = TrackingConfig(tracking_uri=stack.mlflow_url, experiment="kind-test")
-    _, exp_id = setup_tracking(cfg, env["root"])
+    def stage_setup() -> str:
+        # in a process of its own, as a stage runs it: setup_tracking sets MLflow's global
+        # active experiment, which would leak into the other tests of this process
+        code = ("import sys; from pathlib import Path; from cajnn.config import TrackingConfig; "
+                "from cajnn.tracking import setup_tracking; "
+                "print(setup_tracking(TrackingConfig(tracking_uri=sys.argv[1], experiment='kind-test'), Path('.'))[1])")
+        proc = subprocess.run([sys.executable, "-c", code, stack.mlflow_url], capture_output=True, text=True,
+                              timeout=120, cwd=env["root"])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout.strip().splitlines()[-1]
+
+    exp_id = stage_setup()
     client = MlflowClient(stack.mlflow_url)
     key, kind = EXPERIMENT_KIND_TAG
     assert client.get_experiment(exp_id).tags[key] == kind == "custom_model_development"
     client.set_experiment_tag(exp_id, key, "finetuning")
-    assert setup_tracking(cfg, env["root"])[1] == exp_id
+    assert stage_setup() == exp_id
     assert client.get_experiment(exp_id).tags[key] == "finetuning"
