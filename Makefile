@@ -20,6 +20,7 @@ test: setup
 
 ## ui: the MLflow UI on the local store at http://127.0.0.1:5000
 ui: setup
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning (the runs; Ctrl-C stops it)"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
 ## lock: re-resolve the direct dependencies and rewrite requirements.lock (maintainers only)

@@ -16,8 +16,10 @@ from pathlib import Path
 from cajnn.config import TrackingConfig
 
 RUN_FILE = "run.json"  # written by `train` beside the weights: which MLflow run to attach to
-# The experiment tag MLflow 3's UI reads to choose an experiment's first page: without it an
-# experiment opens on the GenAI "Overview / Traces" page ("No data"), with it on its runs.
+# The experiment kind MLflow 3's UI shows for an experiment (model training, not GenAI). In
+# 3.17.2 the first page is decided by the sidebar's GenAI / Model training switch (default
+# GenAI, remembered by the browser) or the link's `?workflowType=machine_learning`, which
+# `make ui` prints; the tag is what the UI reads where that switch is off.
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 
 

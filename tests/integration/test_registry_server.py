@@ -167,8 +167,8 @@ def test_cli_enhance_with_the_registry_champion(env, stack, tmp_path):
 
 
 def test_experiment_is_marked_as_model_training_for_the_ui(env, stack):
-    """MLflow 3's UI opens an experiment tagged `custom_model_development` on its runs (not on
-    the GenAI traces page); a kind the user picked in the UI is kept."""
+    """Each stage's tracking set-up tags the experiment as model training (the kind MLflow 3's
+    UI shows for it); a kind the user picked in the UI is kept."""
     from mlflow import MlflowClient
 
     from cajnn.tracking import EXPERIMENT_KIND_TAG
