@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -14,6 +13,7 @@ from typing import Any
 
 from cajnn.config import ConfigError, Params, RayConfig, load_params
 from cajnn.fetch.files import atomic_dir as staged_dir  # noqa: F401 (re-exported for the stages)
+from cajnn.fetch.files import write_json_atomic as write_json  # noqa: F401 (re-exported for the stages)
 
 ROOT = Path.cwd()
 
@@ -81,11 +81,3 @@ def ray_logs() -> str:
         return global_worker.node.get_logs_dir_path()
     except Exception:  # noqa: BLE001 -- not connected, or a Ray without that attribute
         return "/tmp/ray/session_latest/logs"
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write (temp file + rename): a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)

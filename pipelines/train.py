@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import time
 from pathlib import Path
 
 from cajnn.config import flatten, to_dict
+from cajnn.fetch.files import write_text_atomic
 from cajnn.tracking import git_commit, setup_tracking, write_run_file
 from pipelines._common import ROOT, init_ray, stage
 
@@ -55,15 +57,12 @@ def write_curve(client, run_id: str, path: Path) -> None:
     for name in CURVE_METRICS:
         for m in client.get_metric_history(run_id, name):
             rows.setdefault(m.step, {})[name] = m.value
-    # a temporary file + rename (never half a CSV); open() rather than NamedTemporaryFile,
-    # whose 0600 mode the committed file would keep
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["iteration", *CURVE_METRICS])
-        for step in sorted(rows):
-            writer.writerow([step, *(f"{rows[step][k]:.6g}" if k in rows[step] else "" for k in CURVE_METRICS)])
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["iteration", *CURVE_METRICS])
+    for step in sorted(rows):
+        writer.writerow([step, *(f"{rows[step][k]:.6g}" if k in rows[step] else "" for k in CURVE_METRICS)])
+    write_text_atomic(path, text.getvalue())
 
 
 def main() -> None:

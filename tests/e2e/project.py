@@ -36,8 +36,10 @@ def project_env() -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, timeout: int = 600) -> str:
-    proc = subprocess.run(args, cwd=cwd, env=project_env(), capture_output=True, text=True, timeout=timeout)
+def run(args: list[str], cwd: Path, timeout: int = 600, env: dict[str, str] | None = None) -> str:
+    """Run `args` in the project's environment (plus `env`); its output, or fail with it."""
+    proc = subprocess.run(args, cwd=cwd, env={**project_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}"
     return out

@@ -153,12 +153,8 @@ def test_dvc_push_to_s3_then_pull_into_a_fresh_clone_restores_patches_and_model(
     """Two machines share data and models through a DVC remote: the real S3 protocol (moto)."""
     import boto3
 
-    env = {**project_env(), **DUMMY_AWS}
-
     def dvc(*args: str, cwd: Path) -> str:
-        proc = subprocess.run(["dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{(proc.stdout + proc.stderr)[-4000:]}"
-        return proc.stdout + proc.stderr
+        return run(["dvc", *args], cwd, env=DUMMY_AWS)
 
     boto3.client("s3", endpoint_url=moto_endpoint, **{k.lower(): v for k, v in DUMMY_AWS.items()
                                                      if k != "AWS_DEFAULT_REGION"},
