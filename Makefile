@@ -5,7 +5,7 @@ VENV := .venv
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test repro ui lock clean
+.PHONY: setup run test repro ui lock clean params
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,11 @@ run: setup
 ## test: set-up + the whole test suite (unit, data, model, end-to-end)
 test: setup
 	$(VENV)/bin/python -m pytest -q
+
+## params: compose params.yaml from conf/ after editing conf/ (as `dvc exp run` does), e.g.
+## make params OVERRIDES="preset=paper train.lr=5e-4"
+params: setup
+	$(VENV)/bin/python -m cajnn.config.compose $(OVERRIDES)
 
 ## ui: the MLflow UI on the local store at http://127.0.0.1:5000
 ui: setup

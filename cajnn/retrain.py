@@ -14,10 +14,11 @@ One run:
        train_with: forum_2025         # optional; default: the last profile listed
 
 3. **fine-tune the champion**: its weights are downloaded from the registry and
-   ``presets/retrain.yaml`` is written = the preset in use + ``presets/finetune.yaml`` (fewer
-   iterations, lower lr) + the new data + ``train.init_weights`` + the champion's architecture +
-   ``register.retrain.overrides``; params.yaml is switched to ``preset: retrain`` and
-   ``dvc repro --force`` runs the five stages;
+   ``conf/preset/retrain.yaml`` is written = the preset in use + ``conf/preset/finetune.yaml``
+   (fewer iterations, lower lr) + the new data + ``train.init_weights`` + the champion's
+   architecture + ``register.retrain.overrides``; params.yaml is composed from conf/ with
+   ``preset=retrain`` (values edited by hand in params.yaml are not kept: conf/ is the source)
+   and ``dvc repro --force`` runs the five stages;
 4. the **register** stage scores the new version and the champion on the frozen evaluation sets
    and promotes per the policy (cajnn/serving/registry.py);
 5. **record**: one JSON line per run in ``register.retrain.log`` (no-op checks included), tags
@@ -47,13 +48,14 @@ from typing import Any
 import yaml
 
 from cajnn.config import ConfigError, Params, ProfileConfig, deep_merge, from_dict, load_params, read_yaml
+from cajnn.config.compose import compose_params, known_presets, preset_dir, write_params
 from cajnn.config.register import RetrainConfig
+from cajnn.fetch.files import write_text_atomic
 
 GENERATED_PRESET = "retrain"
 STATE_VERSION = 1
 EXIT_BUSY = 75  # EX_TEMPFAIL: another retrain holds the lock; try again later
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
-_PRESET_LINE = re.compile(r"^preset:[^\n]*$", re.MULTILINE)
 
 
 class RetrainError(Exception):
@@ -274,17 +276,23 @@ def model_section(champion_config: dict, base_model: dict) -> dict:
     return {"preset": preset, "overrides": {k: v for k, v in champion_config.items() if PRESETS.get(preset, {}).get(k) != v}}
 
 
-def build_preset(root: Path, raw_params: dict, base: str, cfg: RetrainConfig, state: dict,
-                 init_weights: str, champion_config: dict | None) -> dict:
-    """presets/retrain.yaml: base preset + fine-tuning overlay + new data + warm start."""
-    presets = root / "presets"
+def _overlay(path: Path) -> dict:
+    """A preset file's values without its own `preset:` name (the generated preset has its own)."""
+    data = read_yaml(path) or {}
+    data.pop("preset", None)
+    return data
+
+
+def build_preset(root: Path, base: str, cfg: RetrainConfig, state: dict, init_weights: str,
+                 champion_config: dict | None) -> dict:
+    """conf/preset/retrain.yaml: base preset + fine-tuning overlay + new data + warm start."""
+    presets = preset_dir(root)
     for name in (base, cfg.preset):
         if not (presets / f"{name}.yaml").is_file():
-            raise RetrainError(f"preset {name!r}: no {presets / f'{name}.yaml'}")
-    base_data = read_yaml(presets / f"{base}.yaml") or {}
-    effective = deep_merge({k: v for k, v in raw_params.items() if k != "preset"}, base_data)
-    gen = deep_merge(base_data, read_yaml(presets / f"{cfg.preset}.yaml") or {})
-    eff = from_dict(Params, {**effective, "preset": base})
+            raise RetrainError(f"preset {name!r}: no {presets / f'{name}.yaml'} "
+                               f"(known: {', '.join(known_presets(root)) or 'none'})")
+    gen = deep_merge(_overlay(presets / f"{base}.yaml"), _overlay(presets / f"{cfg.preset}.yaml"))
+    eff = from_dict(Params, compose_params(root, [f"preset={base}"]))
     images = root / cfg.images_dir
     if images.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in images.rglob("*") if p.is_file()):
         local = f"local:{cfg.images_dir}"
@@ -295,8 +303,8 @@ def build_preset(root: Path, raw_params: dict, base: str, cfg: RetrainConfig, st
         clash = sorted(n for n, p in state["profiles"].items()
                        if n in eff.degrade.profiles and from_dict(ProfileConfig, p) != eff.degrade.profiles[n])
         if clash:
-            raise RetrainError(f"new profile(s) {clash} differ from the profiles of that name in params.yaml / "
-                               f"presets/{base}.yaml; give new web-platform profiles new names")
+            raise RetrainError(f"new profile(s) {clash} differ from the profiles of that name in conf/config.yaml / "
+                               f"conf/preset/{base}.yaml; give new web-platform profiles new names")
         deg = gen.setdefault("degrade", {})
         deg["profiles"] = {**(deg.get("profiles") or {}), **state["profiles"]}
         if state.get("train_with"):
@@ -309,26 +317,23 @@ def build_preset(root: Path, raw_params: dict, base: str, cfg: RetrainConfig, st
         train["model"] = model_section(champion_config, base_model)
     for dotted, value in cfg.overrides.items():
         _set_dotted(gen, dotted, value)
-    try:  # the whole parameter set must load before anything is changed
-        from_dict(Params, deep_merge({**raw_params, "preset": GENERATED_PRESET}, gen))
+    return {"preset": GENERATED_PRESET, **gen}
+
+
+def install_preset(root: Path, gen: dict, header: str) -> None:
+    """Write conf/preset/retrain.yaml and compose params.yaml with it. The composed parameters are
+    validated first; if they do not load, the previous preset file is put back and nothing changed."""
+    preset_file = preset_dir(root) / f"{GENERATED_PRESET}.yaml"
+    previous = preset_file.read_text() if preset_file.is_file() else None
+    write_text_atomic(preset_file, "# @package _global_\n" + header + yaml.safe_dump(gen, sort_keys=False))
+    try:
+        write_params(root, [f"preset={GENERATED_PRESET}"])
     except ConfigError as exc:
+        if previous is None:
+            preset_file.unlink()
+        else:
+            write_text_atomic(preset_file, previous)
         raise RetrainError(f"the generated preset is invalid: {exc}") from None
-    return gen
-
-
-def select_preset(params_file: Path, name: str) -> None:
-    """Point params.yaml's top-level `preset:` at `name`, keeping the rest of the file."""
-    text = params_file.read_text()
-    line = f"preset: {name}   # set by `cajnn retrain` (presets/{name}.yaml is generated)"
-    if name == GENERATED_PRESET and _PRESET_LINE.search(text):
-        text = _PRESET_LINE.sub(line, text, count=1)
-    elif _PRESET_LINE.search(text):
-        text = _PRESET_LINE.sub(f"preset: {name}", text, count=1)
-    else:
-        text = f"{line}\n{text}"
-    tmp = params_file.with_name(f".{params_file.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, params_file)
 
 
 # --------------------------------------------------------------------------- the run
@@ -445,16 +450,12 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
         echo(f"[retrain] no champion of {params.register.model_name!r} yet: training from scratch")
     entry.update(champion_before=champion, warm_start=init_weights or None, base_preset=base)
     pending = {**state, "profiles": profiles, "train_with": train_with, "base_preset": base}
-    gen = build_preset(root, raw, base, cfg, pending, init_weights, champion_config)
-    header = (f"# GENERATED by `cajnn retrain` at {_now()}: presets/{base}.yaml + presets/{cfg.preset}.yaml\n"
+    gen = build_preset(root, base, cfg, pending, init_weights, champion_config)
+    header = (f"# GENERATED by `cajnn retrain` at {_now()}: conf/preset/{base}.yaml + conf/preset/{cfg.preset}.yaml\n"
               f"# + new web-platform data from {cfg.source} + warm start; rewritten by every retrain.\n")
-    preset_file = root / "presets" / f"{GENERATED_PRESET}.yaml"
-    tmp = preset_file.with_name(f".{preset_file.name}.tmp")
-    tmp.write_text(header + yaml.safe_dump(gen, sort_keys=False))
-    os.replace(tmp, preset_file)
+    install_preset(root, gen, header)
     state["base_preset"] = base  # kept even if the pipeline fails: params.yaml now selects `retrain`
     save_json(workdir / "state.json", state)
-    select_preset(params_file, GENERATED_PRESET)
     # 4. the pipeline (the register stage applies the promotion policy)
     log_path = workdir / "logs" / f"retrain-{stamp}.log"
     entry["pipeline_log"] = log_path.relative_to(root).as_posix()

@@ -10,7 +10,7 @@ import typer
 
 
 def params(path: Annotated[Path, typer.Argument()] = Path("params.yaml")) -> None:
-    """Print the effective parameters (params.yaml with its preset merged) as JSON."""
+    """Print the effective parameters (params.yaml, composed from conf/; checked) as JSON."""
     from cajnn.config import load_params, to_dict
 
     print(json.dumps(to_dict(load_params(path)), indent=2))

@@ -27,8 +27,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Params:
-    """All of `params.yaml`. `preset` names a file `presets/<preset>.yaml` whose sections are
-    deep-merged over the others (`embedded` is the default and changes nothing)."""
+    """All of `params.yaml`: the effective parameters, composed from conf/ (`preset` names the
+    conf/preset/ file that was merged over conf/config.yaml; see :mod:`cajnn.config.compose`)."""
 
     preset: str = "embedded"
     mlflow: TrackingConfig = field(default_factory=TrackingConfig)
@@ -45,11 +45,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such parameters file (run from the repository root)")
-    data = read_yaml(path) or {}
-    preset = data.get("preset", "embedded")
-    preset_file = path.parent / "presets" / f"{preset}.yaml"
-    if not preset_file.is_file():
-        known = sorted(p.stem for p in (path.parent / "presets").glob("*.yaml"))
-        raise ConfigError(f"preset {preset!r}: no {preset_file} (known presets: {', '.join(known) or 'none'})")
-    data = deep_merge(data, read_yaml(preset_file) or {})
-    return from_dict(Params, data)
+    return from_dict(Params, read_yaml(path) or {})

@@ -25,8 +25,8 @@ class RetrainConfig:
     # State (keys + ETags already seen), the lock, the champion's weights for the warm start,
     # the pipeline logs.
     workdir: str = "data/retrain"
-    # Overlay preset (presets/<preset>.yaml, fewer iterations, lower lr) merged over the preset
-    # in use; the result is written to presets/retrain.yaml and selected in params.yaml.
+    # Overlay preset (conf/preset/<preset>.yaml, fewer iterations, lower lr) merged over the preset
+    # in use; the result is written to conf/preset/retrain.yaml and params.yaml composed with it.
     preset: str = "finetune"
     # Base preset under the overlay; "" = the one params.yaml selects (or the one recorded by
     # the previous retrain when params.yaml already selects `retrain`).

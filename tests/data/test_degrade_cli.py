@@ -138,8 +138,6 @@ def test_custom_params_profile(photos, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["degrade"]["profiles"]["mine"] = {"scale": 2, "qf_values": [15], "subsampling": "444", "grid_offset": 3}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    (tmp_path / "presets").mkdir()
-    (tmp_path / "presets" / "embedded.yaml").write_text("{}\n")
     res = run(photos / "a.png", tmp_path / "out", "--profile", "mine", "--params", tmp_path / "params.yaml", "--save-hr")
     assert res.exit_code == 0, res.output
     d = report(tmp_path / "out")["done"][0]

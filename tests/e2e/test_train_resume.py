@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from cajnn.config.compose import write_params
 from tests.e2e.project import make_project, project_env, run
 
 pytestmark = pytest.mark.slow
@@ -36,11 +37,12 @@ def _registered(root) -> list[int]:
 def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     root = make_project(tmp_path)
     # The micro preset sets train.* itself, so the longer schedule goes into the preset file.
-    preset = root / "presets" / "micro.yaml"
+    preset = root / "conf" / "preset" / "micro.yaml"
     values = yaml.safe_load(preset.read_text())
     values["train"].update(iterations=ITERATIONS, checkpoint_every=CHECKPOINT_EVERY, log_every=5,
                            restart_every=ITERATIONS)
-    preset.write_text(yaml.safe_dump(values))
+    preset.write_text("# @package _global_\n" + yaml.safe_dump(values))
+    write_params(root)
     run(["dvc", "repro", "degrade"], root)
 
     cmd = [sys.executable, "-m", "pipelines.train"]

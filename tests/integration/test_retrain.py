@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cajnn.config import ConfigError
+from cajnn.config import ConfigError, load_params
 from cajnn.config.register import RetrainConfig
 from cajnn.retrain import (
-    EXIT_BUSY, RetrainBusy, RetrainError, build_preset, check_source, load_state, parse_profiles, retrain_lock, select_preset,
+    EXIT_BUSY, RetrainBusy, RetrainError, build_preset, check_source, install_preset, load_state, parse_profiles, retrain_lock,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,17 +72,17 @@ def test_profiles_file_is_validated():
 def test_generated_preset_overlays_finetune_on_the_base(tmp_path):
     import shutil
 
-    shutil.copytree(REPO / "presets", tmp_path / "presets")
+    shutil.copytree(REPO / "conf", tmp_path / "conf", ignore=shutil.ignore_patterns("retrain.yaml"))
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "data" / "web" / "x").mkdir(parents=True)
     (tmp_path / "data" / "web" / "x" / "new.png").write_bytes(b"png")
-    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
     cfg = RetrainConfig(overrides={"train.iterations": 7})
     state = {"profiles": {"forum": {"qf_min": 30, "qf_max": 60}}, "train_with": "forum"}
     champion = {"nf": 8, "num_blocks": 1, "growth": 4, "scale": 4, "context": "aspp", "upsampler": "pixelshuffle",
                 "global_skip": True, "aux_lr_head": False, "in_ch": 3}
-    gen = build_preset(tmp_path, raw, "micro", cfg, state, "data/retrain/champion-v3/cajnn.safetensors", champion)
-    finetune = yaml.safe_load((REPO / "presets" / "finetune.yaml").read_text())
+    gen = build_preset(tmp_path, "micro", cfg, state, "data/retrain/champion-v3/cajnn.safetensors", champion)
+    finetune = yaml.safe_load((REPO / "conf" / "preset" / "finetune.yaml").read_text())
+    assert gen["preset"] == "retrain"
     assert gen["train"]["iterations"] == 7 and gen["train"]["lr"] == finetune["train"]["lr"]
     assert gen["train"]["init_weights"].endswith("champion-v3/cajnn.safetensors")
     assert gen["train"]["model"] == {"preset": "micro", "overrides": {}}  # the champion is a micro model
@@ -91,18 +91,26 @@ def test_generated_preset_overlays_finetune_on_the_base(tmp_path):
     assert gen["degrade"]["inputs"] == ["data/raw/sample-train", "data/raw/web"]
     assert gen["degrade"]["profile"] == "forum" and gen["degrade"]["profiles"]["forum"]["qf_min"] == 30
     # a champion of another architecture than the base preset's is rebuilt through overrides
-    gen = build_preset(tmp_path, raw, "micro", cfg, state, "w.safetensors", {**champion, "nf": 16})
+    gen = build_preset(tmp_path, "micro", cfg, state, "w.safetensors", {**champion, "nf": 16})
     assert gen["train"]["model"] == {"preset": "micro", "overrides": {"nf": 16}}
-    with pytest.raises(RetrainError, match="invalid"):
-        build_preset(tmp_path, raw, "micro", RetrainConfig(overrides={"train.loss": "l7"}), state, "", None)
     with pytest.raises(RetrainError, match="new names"):  # a web profile may not redefine params.yaml's
-        build_preset(tmp_path, raw, "micro", cfg, {"profiles": {"paper": {"qf_values": [50]}}}, "", None)
+        build_preset(tmp_path, "micro", cfg, {"profiles": {"paper": {"qf_values": [50]}}}, "", None)
     same = {"profiles": {"paper": {"resize": "matlab_bicubic", "qf_min": 10, "qf_max": 100}}}
-    assert build_preset(tmp_path, raw, "micro", cfg, same, "", None)["degrade"]["profiles"]["paper"]["qf_max"] == 100
+    assert build_preset(tmp_path, "micro", cfg, same, "", None)["degrade"]["profiles"]["paper"]["qf_max"] == 100
 
-    select_preset(tmp_path / "params.yaml", "retrain")
-    text = (tmp_path / "params.yaml").read_text()
-    assert yaml.safe_load(text)["preset"] == "retrain" and "# The values below are the EMBEDDED DEFAULT" in text
+    with pytest.raises(RetrainError, match="preset 'nope'.*known: embedded, finetune, micro, paper"):
+        build_preset(tmp_path, "nope", cfg, state, "", None)
+
+    # installed: params.yaml is composed with it; an invalid one changes nothing
+    install_preset(tmp_path, gen, "# test\n")
+    params = load_params(tmp_path / "params.yaml")
+    assert params.preset == "retrain" and params.train.model.overrides == {"nf": 16}
+    assert params.train.iterations == 7 and params.degrade.patch_size == 24 and params.degrade.profile == "forum"
+    before = {p: p.read_text() for p in (tmp_path / "params.yaml", tmp_path / "conf" / "preset" / "retrain.yaml")}
+    bad = build_preset(tmp_path, "micro", RetrainConfig(overrides={"train.loss": "l7"}), state, "", None)
+    with pytest.raises(RetrainError, match="invalid.*train.loss"):
+        install_preset(tmp_path, bad, "# test\n")
+    assert {p: p.read_text() for p in before} == before
 
 
 def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
@@ -233,7 +241,7 @@ def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
     client = MlflowClient(world["stack"].mlflow_url)
     run_params = client.get_run(record["run_id"]).data.params
     assert run_params["train.init_weights"] == "data/retrain/champion-v1/cajnn.safetensors"
-    finetune = yaml.safe_load((REPO / "presets" / "finetune.yaml").read_text())["train"]
+    finetune = yaml.safe_load((REPO / "conf" / "preset" / "finetune.yaml").read_text())["train"]
     assert run_params["train.iterations"] == "8" and float(run_params["train.lr"]) == finetune["lr"]
     assert run_params["degrade.profile"] == "forum"
     assert "warm start from" in (project / entry["pipeline_log"]).read_text()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 REPO_PARAMS = REPO / "params.yaml"
 
 
-def write_params(root: Path, data: dict, presets: dict[str, dict] | None = None) -> Path:
-    """A params.yaml in `root` plus presets/<name>.yaml files (embedded: {} by default)."""
-    (root / "presets").mkdir(parents=True, exist_ok=True)
-    for name, body in (presets if presets is not None else {"embedded": {}}).items():
-        (root / "presets" / f"{name}.yaml").write_text(yaml.safe_dump(body))
+def write_params(root: Path, data: dict) -> Path:
+    """A params.yaml in `root`."""
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -73,37 +69,6 @@ def test_repo_params_load_with_typed_defaults(monkeypatch, tmp_path):
 def test_missing_params_file(tmp_path):
     with pytest.raises(ConfigError, match="no such parameters file"):
         load_params(tmp_path / "params.yaml")
-
-
-def test_repo_paper_preset(tmp_path):
-    """`dvc exp run -S preset=paper`: presets/paper.yaml merged over the repo's params.yaml."""
-    shutil.copytree(REPO / "presets", tmp_path / "presets")
-    text = REPO_PARAMS.read_text()
-    assert "\npreset: embedded\n" in text
-    (tmp_path / "params.yaml").write_text(text.replace("\npreset: embedded\n", "\npreset: paper\n"))
-    p = load_params(tmp_path / "params.yaml")
-    assert p.preset == "paper"
-    assert p.train.model.preset == "paper"
-    assert p.train.iterations == 1_000_000
-    assert p.train.batch_size == 36
-    assert p.train.lr == pytest.approx(2e-4)
-    assert p.train.restart_every == 250_000
-    assert p.train.crop == 32
-    # keys the preset does not mention keep the params.yaml values (deep merge)
-    assert p.train.loss == "l1" and p.train.storage_path == "runs"
-    assert p.degrade.profile == "paper" and p.degrade.selected_profile().qf_max == 100
-    assert p.degrade.min_patch_std == 0 and p.train.balance == "patch"  # the paper's data, as it is
-    assert p.degrade.stride == 40  # the disk estimate of README holds for the paper preset
-    assert p.mlflow.experiment == "cajnn"
-    # lists are replaced, not concatenated
-    assert p.fetch.holdout == []
-    assert p.degrade.inputs == ["data/raw/DIV2K_train_HR", "data/raw/Flickr2K_HR"]
-    # nested mappings are merged key by key: the preset adds sets and keeps none it omits
-    assert set(p.evaluate.sets) == {"holdout", "Set5", "Set14", "B100", "Urban100"}
-    assert p.evaluate.self_ensemble is True
-
-
-# --- unknown keys and types -------------------------------------------------------------------
 
 
 def test_unknown_key_in_section_is_named(tmp_path):
@@ -166,8 +131,6 @@ def test_yaml_booleans_kept_as_text_for_string_options(tmp_path):
 
 
 def test_exponent_float_without_dot(tmp_path):
-    (tmp_path / "presets").mkdir()
-    (tmp_path / "presets" / "embedded.yaml").write_text("{}\n")
     (tmp_path / "params.yaml").write_text("train:\n  lr: 2e-4\n  lr_min: 1e-7\n")
     p = load_params(tmp_path / "params.yaml")
     assert p.train.lr == pytest.approx(2e-4) and p.train.lr_min == pytest.approx(1e-7)
@@ -192,46 +155,7 @@ def test_empty_sections_give_defaults(tmp_path):
     assert p.degrade == DegradeConfig()
 
 
-# --- presets ----------------------------------------------------------------------------------
-
-
-def test_preset_deep_merge(tmp_path):
-    base = {
-        "preset": "custom",
-        "train": {"iterations": 10, "batch_size": 4, "model": {"preset": "micro", "overrides": {"nf": 4}}},
-        "fetch": {"sources": ["sample"], "holdout": ["chelsea", "coffee"]},
-        "evaluate": {"sets": {"a": "data/a"}, "qualities": [10, 20, 40]},
-    }
-    preset = {
-        "train": {"iterations": 99, "model": {"overrides": {"num_blocks": 2}}},
-        "fetch": {"holdout": ["coffee"]},
-        "evaluate": {"sets": {"b": "data/b"}, "qualities": [40]},
-    }
-    path = write_params(tmp_path, base, {"custom": preset, "embedded": {}})
-    p = load_params(path)
-    assert p.train.iterations == 99  # overridden
-    assert p.train.batch_size == 4  # kept
-    assert p.train.model.preset == "micro"  # nested dict merged, not replaced
-    assert p.train.model.overrides == {"nf": 4, "num_blocks": 2}
-    assert p.fetch.holdout == ["coffee"]  # list replaced
-    assert p.fetch.sources == ["sample"]
-    assert p.evaluate.sets == {"a": "data/a", "b": "data/b"}
-    assert p.evaluate.qualities == [40]
-
-
-def test_preset_values_are_type_checked(tmp_path):
-    path = write_params(tmp_path, {"preset": "bad"}, {"bad": {"train": {"batch_size": "big"}}})
-    with pytest.raises(ConfigError, match="train.batch_size"):
-        load_params(path)
-
-
-def test_unknown_preset_lists_known(tmp_path):
-    path = write_params(tmp_path, {"preset": "papr"}, {"embedded": {}, "paper": {}, "gpu": {}})
-    with pytest.raises(ConfigError) as exc:
-        load_params(path)
-    msg = str(exc.value)
-    assert "papr" in msg
-    assert "embedded" in msg and "paper" in msg and "gpu" in msg
+# --- deep_merge (retrain overlays) -----------------------------------------------------------------------------
 
 
 def test_deep_merge_does_not_mutate_inputs():

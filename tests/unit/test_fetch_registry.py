@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cajnn.config import ConfigError, load_params
+from cajnn.config import ConfigError, Params, from_dict, load_params
+from cajnn.config.compose import compose_params
 from cajnn.fetch.registry import load_registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,12 +27,9 @@ def test_repo_registry_has_the_spec_archives():
         assert entry.licence.strip()
 
 
-def test_repo_registry_paths_match_what_the_paper_preset_reads(tmp_path):
+def test_repo_registry_paths_match_what_the_paper_preset_reads():
     params = load_params(REPO / "params.yaml")
-    text = (REPO / "params.yaml").read_text().replace("\npreset: embedded\n", "\npreset: paper\n")
-    (tmp_path / "params.yaml").write_text(text)
-    (tmp_path / "presets").symlink_to(REPO / "presets")
-    paper = load_params(tmp_path / "params.yaml")
+    paper = from_dict(Params, compose_params(REPO, ["preset=paper"]))
     assert params.fetch.sources == ["sample"]
     reg = load_registry(REPO / paper.fetch.registry)
     targets = set()

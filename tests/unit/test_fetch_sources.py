@@ -30,8 +30,6 @@ def test_params_fetch_section_is_typed(tmp_path):
     p = load_params(REPO / "params.yaml")
     assert p.fetch.cache_dir == "~/.cache/cajnn" and p.fetch.registry == "data_registry.yaml"
     assert p.fetch.s3 == S3Config() and p.fetch.http.retries == 5 and p.fetch.manga109 is None
-    (tmp_path / "presets").mkdir()
-    (tmp_path / "presets" / "embedded.yaml").write_text("{}")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"fetch": {"s3": {"endpoint": "http://x"}}}))
     with pytest.raises(ConfigError, match="fetch.s3.*endpoint"):
         load_params(tmp_path / "params.yaml")
