@@ -128,17 +128,33 @@ def markdown_table(report: EvalReport, params_m: float, method_labels: dict[str,
 
 METHOD_LABELS = {"bicubic": "Bicubic", "cajnn": "CAJNN", "cajnn_x8": "CAJNN (self-ensembled)"}
 SAMPLE_CROP = 96  # HR pixels of each side-by-side crop
+COMPARE_CROP = 256  # HR pixels of each crop of reports/compare.html's before/after sliders
+
+
+def centre_box(h: int, w: int, crop: int, scale: int) -> tuple[int, int, int]:
+    """(y, x, side) of the centred square crop of an HR image, on the LR pixel grid (multiples of `scale`)."""
+    c = min(crop, h, w) // scale * scale
+    return (h - c) // 2 // scale * scale, (w - c) // 2 // scale * scale, c
 
 
 def side_by_side(lr: np.ndarray, images: dict[str, np.ndarray], scale: int, crop: int = SAMPLE_CROP) -> np.ndarray:
     """Input (nearest-upscaled) | bicubic | CAJNN | ground truth: the same centre crop of each."""
     gt = images["gt"]
-    h, w = gt.shape[:2]
-    c = min(crop, h, w) // scale * scale
-    y, x = (h - c) // 2 // scale * scale, (w - c) // 2 // scale * scale
+    y, x, c = centre_box(*gt.shape[:2], crop, scale)
     lr_up = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
     panels = [lr_up] + [images[k] for k in ("bicubic", "cajnn", "gt") if k in images]
     return np.concatenate([p[y : y + c, x : x + c] for p in panels], axis=1)
+
+
+@dataclass
+class Crop:
+    """The same centre crop (HR pixels) of bicubic, CAJNN and ground truth for one image at one QF."""
+
+    set_name: str
+    qf: int
+    stem: str
+    box: tuple[int, int, int]  # y, x, side in the modcropped HR image
+    images: dict[str, np.ndarray]  # "bicubic", "cajnn", "gt": uint8 HxWx3
 
 
 @dataclass
@@ -151,6 +167,7 @@ class Protocol:
     missing_sets: list[str]
     seconds: float
     crop_border: int
+    crops: list[Crop] = field(default_factory=list)  # the first `samples` images per set and QF
 
 
 def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = None) -> Protocol:
@@ -168,12 +185,18 @@ def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = No
     if not present:
         raise FileNotFoundError(f"none of the evaluation sets exist: {cfg.sets}; run the fetch stage first")
     saved: dict[tuple[str, int], int] = {}
+    crops: list[Crop] = []
 
     def keep_sample(set_name, qf, stem, lr, images):
-        if sample_dir is None or saved.get((set_name, qf), 0) >= cfg.samples:
+        if saved.get((set_name, qf), 0) >= cfg.samples:
             return
         saved[(set_name, qf)] = saved.get((set_name, qf), 0) + 1
-        save_rgb(side_by_side(lr, images, cfg.scale), sample_dir / f"{set_name}_qf{qf}_{stem}.png")
+        # Copies of small crops only: the whole images are not kept across the loop.
+        y, x, c = centre_box(*images["gt"].shape[:2], COMPARE_CROP, cfg.scale)
+        crops.append(Crop(set_name, qf, stem, (y, x, c),
+                          {k: images[k][y : y + c, x : x + c].copy() for k in ("bicubic", "cajnn", "gt")}))
+        if sample_dir is not None:
+            save_rgb(side_by_side(lr, images, cfg.scale), sample_dir / f"{set_name}_qf{qf}_{stem}.png")
 
     report = evaluate_sets(methods, present, cfg.qualities, cfg.scale, cfg.crop_border, on_image=keep_sample)
     sweep = None
@@ -181,7 +204,7 @@ def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = No
         sweep = evaluate_sets({k: methods[k] for k in ("bicubic", "cajnn")}, {cfg.sweep_set: present[cfg.sweep_set]},
                               cfg.sweep_qualities, cfg.scale, cfg.crop_border)
     n_params = sum(p.numel() for p in model.parameters())
-    return Protocol(report, sweep, n_params, missing, time.perf_counter() - t0, cfg.crop_border)
+    return Protocol(report, sweep, n_params, missing, time.perf_counter() - t0, cfg.crop_border, crops)
 
 
 def wide_psnr_rows(report: EvalReport, with_set: bool = True) -> tuple[list[str], list[list]]:

@@ -1,8 +1,9 @@
 """DVC stage `evaluate`: the paper's protocol (IV-B) on every evaluation set present.
 
 Writes `reports/metrics.json` (for `dvc metrics`), `reports/table.md` (paper Table I layout),
-`reports/qf_curve.csv` and `reports/qf_sweep.csv` (paper Fig. 3; for `dvc plots`) and
-side-by-side crops, and logs all of it to the training run in MLflow.
+`reports/qf_curve.csv` and `reports/qf_sweep.csv` (paper Fig. 3; for `dvc plots`),
+side-by-side crops and `reports/compare.html` (all of it on one self-contained page, with
+before/after sliders), and logs all of it to the training run in MLflow.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import shutil
 
 from cajnn.evaluation import run_protocol, write_reports
+from cajnn.reports.compare import write_compare_page
 from cajnn.tracking import read_run_file, setup_tracking
 from pipelines._common import ROOT, stage
 
@@ -29,18 +31,20 @@ def main() -> None:
         model = load_weights(ROOT / cfg.weights)
         protocol = run_protocol(model, cfg, ROOT, sample_dir=samples)
         metrics = write_reports(protocol, out)
+        page_bytes = write_compare_page(protocol, out / "compare.html")
 
         setup_tracking(params.mlflow, ROOT)
         run_id = read_run_file(ROOT / params.train.out / "run.json")["run_id"]
         client = MlflowClient()
         for key, value in metrics.items():
             client.log_metric(run_id, "eval/" + key.replace("/", "."), float(value))
-        for name in ("table.md", "qf_curve.csv", "qf_sweep.csv", "metrics.json"):
+        for name in ("table.md", "qf_curve.csv", "qf_sweep.csv", "metrics.json", "compare.html"):
             client.log_artifact(run_id, str(out / name), "evaluation")
         client.log_artifacts(run_id, str(samples), "evaluation/samples")
         sets = sorted({k.split("/")[0] for k in metrics if k.count("/") == 3})
         print(f"[evaluate] {len(sets)} set(s) ({', '.join(sets)}) at QF {', '.join(map(str, cfg.qualities))}: "
-              f"{cfg.out}/table.md, {cfg.out}/metrics.json; logged to MLflow run {run_id[:8]}")
+              f"{cfg.out}/table.md, {cfg.out}/metrics.json, {cfg.out}/compare.html ({page_bytes / 2**20:.1f} MiB); "
+              f"logged to MLflow run {run_id[:8]}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Idempotent set-up for a fresh Debian/Ubuntu machine: system libjpeg-turbo, .venv, pinned installs.
+# Idempotent set-up for a fresh Debian/Ubuntu machine: system packages (apt), .venv, pinned installs.
 # Called by `make run` and `make test`; a second call does only cheap checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,15 +8,24 @@ PYTHON="${PYTHON:-python3}"
 VENV=.venv
 STAMP="$VENV/.installed"
 
-# 1. libjpeg-turbo's TurboJPEG API (PyTurboJPEG loads it with ctypes at run time).
-if ! ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so'; then
+# 1. System packages, each checked with dpkg (cheap) and installed together when any is missing:
+#    libturbojpeg0      libjpeg-turbo's TurboJPEG API (PyTurboJPEG loads it with ctypes)
+#    tesseract-ocr(-eng) the text recognizer of the downstream stage (paper IV-C)
+#    wamerican          its word list; fonts-dejavu-core, fonts-liberation: the fonts it draws words in
+#    chromium           headless browser: the test of reports/compare.html opens the page in it
+APT_PACKAGES=(libturbojpeg0 tesseract-ocr tesseract-ocr-eng wamerican fonts-dejavu-core fonts-liberation chromium)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing libturbojpeg0 (libjpeg-turbo) with apt-get"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libturbojpeg0 >/dev/null
+    echo "setup: installing ${missing[*]} with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
   else
-    echo "setup: libjpeg-turbo's TurboJPEG library is missing." >&2
-    echo "       Install it as root:  sudo apt-get install -y libturbojpeg0   (Debian/Ubuntu)" >&2
-    echo "       or:                  sudo dnf install turbojpeg              (Fedora)" >&2
+    echo "setup: system packages missing: ${missing[*]}" >&2
+    echo "       Install them as root:  sudo apt-get install -y ${missing[*]}   (Debian/Ubuntu)" >&2
     exit 1
   fi
 fi

@@ -1,0 +1,1 @@
+"""Human-readable evaluation reports (reports/compare.html)."""
