@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cajnn.config.base import ConfigError, deep_merge, flatten, from_dict, read_yaml, to_dict
 from cajnn.config.degrade import DegradeConfig, ProfileConfig
+from cajnn.config.downstream import DownstreamConfig
 from cajnn.config.evaluate import EvaluateConfig
 from cajnn.config.fetch import FetchConfig
 from cajnn.config.register import RegisterConfig
@@ -19,7 +20,7 @@ from cajnn.config.services import RayConfig, TrackingConfig
 from cajnn.config.train import ModelConfig, TrainConfig
 
 __all__ = [
-    "ConfigError", "DegradeConfig", "EvaluateConfig", "FetchConfig", "ModelConfig", "Params",
+    "ConfigError", "DegradeConfig", "DownstreamConfig", "EvaluateConfig", "FetchConfig", "ModelConfig", "Params",
     "ProfileConfig", "RayConfig", "RegisterConfig", "TrackingConfig", "TrainConfig",
     "deep_merge", "flatten", "from_dict", "load_params", "read_yaml", "to_dict",
 ]
@@ -37,6 +38,7 @@ class Params:
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
 
 

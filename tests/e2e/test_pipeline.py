@@ -16,7 +16,7 @@ import yaml
 from tests.e2e.project import make_project, project_env, ran, run
 from tests.integration.conftest import DUMMY_AWS
 
-STAGES = ["fetch", "degrade", "train", "evaluate", "register"]
+STAGES = ["fetch", "degrade", "train", "evaluate", "downstream", "register"]
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def first_repro(project) -> str:
     return run(["dvc", "repro"], project)
 
 
-def test_repro_runs_all_five_stages_and_writes_outputs(project, first_repro):
+def test_repro_runs_all_six_stages_and_writes_outputs(project, first_repro):
     assert ran(first_repro) == STAGES
 
     from cajnn.weights import load_weights
@@ -55,6 +55,28 @@ def test_repro_runs_all_five_stages_and_writes_outputs(project, first_repro):
     assert len(list((project / "reports" / "samples").glob("holdout_qf*.png"))) == 3
     manifest = json.loads((project / "data" / "patches" / "manifest.json").read_text())
     assert manifest["images"] == 7 and manifest["patches"] > 0 and manifest["skipped"] == []
+
+
+def test_downstream_stage_writes_tables_and_logs_them_to_mlflow(project, first_repro):
+    """The micro preset's downstream: 40 words and 4 face scenes at QF 10 (paper Tables II, III)."""
+    from mlflow import MlflowClient
+
+    down = json.loads((project / "reports" / "downstream.json").read_text())
+    for cond in ("lr", "bicubic", "cajnn", "cajnn_down"):
+        assert 0.0 <= down[f"text/qf10/{cond}/word_acc"] <= 100.0 and down[f"text/qf10/{cond}/ms_per_word"] > 0
+    assert down["text/hr/word_acc"] >= 80.0  # the ceiling: the HR words are readable
+    for cond in ("hr", "qf10/lr", "qf10/bicubic", "qf10/cajnn"):
+        assert 0.0 <= down[f"faces/{cond}/ap_all"] <= 1.0
+    assert down["faces/hr/ap_all"] > 0.7
+    table = (project / "reports" / "downstream.md").read_text()
+    assert "Table II" in table and "Table III" in table and "| Ours + Baseline (CAJNN x4) |" in table
+    assert "85.75 %" in table  # the paper's number beside ours
+    run_id = json.loads((project / "models" / "run.json").read_text())["run_id"]
+    client = MlflowClient(f"sqlite:///{project}/mlflow/mlflow.db")
+    run = client.get_run(run_id)
+    assert run.data.metrics["downstream/text.qf10.cajnn.word_acc"] == down["text/qf10/cajnn/word_acc"]
+    assert {a.path for a in client.list_artifacts(run_id, "downstream")} == {
+        "downstream/downstream.json", "downstream/downstream.md"}
 
 
 RAY_NOISE = ("split(1, equal=True)", "TrainingReport", "Reporting training result", "RayTrainWorker",
@@ -81,13 +103,15 @@ def test_registry_has_champion_that_enhances(project, first_repro):
     import mlflow
     from mlflow import MlflowClient
 
+    from cajnn.serving.registry import recorded_psnr_y
+
     record = json.loads((project / "reports" / "registry.json").read_text())
     assert record["version"] == 1 and record["champion"] == 1
     uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mv = client.get_model_version_by_alias("cajnn", "champion")
     assert str(mv.version) == "1"
-    assert json.loads(mv.tags["eval_psnr_y"]).keys() == {"holdout/qf10", "holdout/qf20", "holdout/qf40"}
+    assert recorded_psnr_y(client, mv).keys() == {"holdout/qf10", "holdout/qf20", "holdout/qf40"}
     run = client.get_run(record["run_id"])
     assert "eval/holdout.qf10.cajnn.psnr_y" in run.data.metrics
     assert run.data.tags["data_manifest_sha256"]
@@ -125,7 +149,7 @@ def test_changing_a_train_param_reruns_train_and_after_only(project, first_repro
     params["train"]["seed"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], project)
-    assert ran(out) == ["train", "evaluate", "register"]
+    assert ran(out) == ["train", "evaluate", "downstream", "register"]
     record = json.loads((project / "reports" / "registry.json").read_text())
     assert record["version"] == 2
     assert record["decision"]["champion_mean"] is not None  # compared with version 1

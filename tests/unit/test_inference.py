@@ -508,3 +508,22 @@ def test_model_with_wrong_scale_is_reported():
     model.config = {"scale": 2}  # claims x2 but returns x4
     with pytest.raises(RuntimeError, match="expected scale 2"):
         enhance(image(8, 8), model, device="cpu")
+
+
+def test_enhance_many_equals_enhance_and_keeps_order_and_sizes(micro):
+    """Batched small images: exact where no padding is needed, close where it is (the padding
+    only changes pixels near the right and bottom edges), every output at 4x its own input."""
+    from cajnn.inference import enhance_many
+
+    imgs = [image(16, 32, 1), image(37, 53, 2), image(16, 32, 3), image(35, 60, 4)]
+    outs = enhance_many(imgs, micro, multiple=16, batch_size=2)
+    assert [o.shape for o in outs] == [(4 * i.shape[0], 4 * i.shape[1], 3) for i in imgs]
+    for img, out in zip(imgs, outs):
+        ref = enhance(img, micro, tile=0)
+        if img.shape[0] % 16 == 0 and img.shape[1] % 16 == 0:
+            assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1  # batched float order
+        else:
+            inner = (slice(0, 4 * (img.shape[0] - 12)), slice(0, 4 * (img.shape[1] - 12)))  # > receptive field
+            assert np.abs(out[inner].astype(int) - ref[inner].astype(int)).max() <= 1
+            assert psnr(out, ref) > 35
+    assert enhance_many([], micro) == []
