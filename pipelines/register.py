@@ -2,34 +2,53 @@
 set `challenger`, and promote it to `champion` under the policy in `cajnn.serving.registry`.
 
 The challenger's numbers are the evaluate stage's (reports/metrics.json, CAJNN rows without
-self-ensemble); the champion is scored again here on the same frozen evaluation sets. Both
-models' numbers, the decision and the reason go to the version's tags and to
-reports/registry.json.
+self-ensemble); the champion is scored again here on the same frozen evaluation sets. The
+version's description is a model card (architecture, training data, training, evaluation table,
+the decision and its numbers); its evaluation metrics are metrics of its logged model; the
+evaluation sets are inputs of the training run. The record also goes to reports/registry.json.
 """
 
 from __future__ import annotations
 
 import json
 
-from cajnn.serving.registry import log_pyfunc, psnr_from_metrics, register, score_weights, sets_fingerprint
-from cajnn.tracking import read_run_file, setup_tracking
+from cajnn.serving.registry import (
+    eval_set_datasets, log_pyfunc, model_card, model_metrics_from, psnr_from_metrics, register, score_weights,
+    sets_fingerprint,
+)
+from cajnn.tracking import log_datasets, read_run_file, setup_tracking
 from pipelines._common import ROOT, stage, write_json
 
 
 def main() -> None:
     with stage("register") as params:
+        from mlflow import MlflowClient
+        from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
+
         cfg = params.register
-        run_id = read_run_file(ROOT / params.train.out / "run.json")["run_id"]
+        trained = read_run_file(ROOT / params.train.out / "run.json")
+        run_id = trained["run_id"]
         metrics = json.loads((ROOT / params.evaluate.out / "metrics.json").read_text())
         psnr = psnr_from_metrics(metrics)
         if not psnr:
             raise ValueError(f"{params.evaluate.out}/metrics.json has no CAJNN PSNR-Y rows; rerun the evaluate stage")
         setup_tracking(params.mlflow, ROOT)
-        model_uri = log_pyfunc(ROOT / params.evaluate.weights, run_id)
+        client = MlflowClient()
+        run = client.get_run(run_id)
+        sets = sets_fingerprint(params.evaluate, ROOT)
+        log_datasets(client, run_id, [(d, "evaluation") for d in eval_set_datasets(params.evaluate, ROOT, sets)])
+        weights = ROOT / params.evaluate.weights
+        card = model_card(
+            json.loads(weights.with_suffix(".json").read_text()),
+            {**trained, "run_name": run.info.run_name, "commit": run.data.tags.get(MLFLOW_GIT_COMMIT),
+             "dirty": run.data.tags.get("git_dirty"), "dvc_exp": run.data.tags.get("dvc_exp")},
+            metrics,
+        )
+        model_uri = log_pyfunc(weights, run_id, step=int(trained.get("iterations", 0)))
         record = register(
             model_uri, run_id, psnr, cfg,
-            scorer=lambda weights: score_weights(weights, params.evaluate, ROOT),
-            extra={"eval_sets": sets_fingerprint(params.evaluate, ROOT)},
+            scorer=lambda w: score_weights(w, params.evaluate, ROOT),
+            card=card, model_metrics=model_metrics_from(metrics), eval_sets=sets,
         )
         write_json(ROOT / cfg.out, record)
         d = record["decision"]

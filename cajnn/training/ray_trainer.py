@@ -7,7 +7,8 @@ patch set is decoded once on the driver and handed to every worker through Ray's
 worker reading its split epoch by epoch. Starting the same run (name + storage_path) again
 resumes from its latest checkpoint; a failed worker is restarted from it (`FailureConfig`).
 MLflow logging happens on rank 0 through an `MlflowClient` attached to a run that the driver
-created; the driver draws the progress bar (`cajnn.training.progress`).
+created, the machine's system metrics too; the driver draws the progress bar
+(`cajnn.training.progress`).
 """
 
 from __future__ import annotations
@@ -157,24 +158,29 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         trainer.warm_start(config["init_weights"])
     trainer.prepare(ray.train.torch.prepare_model)
     logger = _MlflowLogger(config.get("mlflow_tracking_uri"), config.get("mlflow_run_id") if rank == 0 else None)
-    if trainer.resumed_from:
-        logger.metrics({"resumed_from_iteration": trainer.iteration}, trainer.iteration)
-    report = _Reporter(rank, logger, config.get("val_pairs") or [], poster)
-    if trainer.done:
-        # Already finished (e.g. the DVC outputs were deleted): hand the final state back.
-        report(trainer, None, checkpoint_now=True)
-        return
-    if config.get("patches") is not None:
-        # The whole (small) set from the object store: zero-copy on the driver's node, sent
-        # once to another node; every worker samples all of it with its own rank's RNG.
-        poster.post(force=True, status="loading patches")
-        patches: PatchSet = ray.get(config["patches"])
-        poster.post(force=True, status="")
-        batches = in_memory_batches(trainer, patches)
-    else:
-        batches = _streamed_batches(ray.train.get_dataset_shard("train"), trainer)
-    # the bar moves every step (Poster sends at most twice a second), not only at log points
-    run(trainer, batches, report, on_step=lambda t: poster.post(iteration=t.iteration))
+    # Sampled here, not on the driver: this is the machine that trains (and holds the GPU),
+    # which on a Ray cluster is not the driver's.
+    from cajnn.tracking import system_metrics
+
+    with system_metrics(logger.run_id, config.get("mlflow_tracking_uri")):
+        if trainer.resumed_from:
+            logger.metrics({"resumed_from_iteration": trainer.iteration}, trainer.iteration)
+        report = _Reporter(rank, logger, config.get("val_pairs") or [], poster)
+        if trainer.done:
+            # Already finished (e.g. the DVC outputs were deleted): hand the final state back.
+            report(trainer, None, checkpoint_now=True)
+            return
+        if config.get("patches") is not None:
+            # The whole (small) set from the object store: zero-copy on the driver's node, sent
+            # once to another node; every worker samples all of it with its own rank's RNG.
+            poster.post(force=True, status="loading patches")
+            patches: PatchSet = ray.get(config["patches"])
+            poster.post(force=True, status="")
+            batches = in_memory_batches(trainer, patches)
+        else:
+            batches = _streamed_batches(ray.train.get_dataset_shard("train"), trainer)
+        # the bar moves every step (Poster sends at most twice a second), not only at log points
+        run(trainer, batches, report, on_step=lambda t: poster.post(iteration=t.iteration))
 
 
 def resolve_use_gpu(setting: str) -> bool:

@@ -1,14 +1,14 @@
 """The model registry against a real `mlflow server` (sqlite backend, artifacts in a moto S3
 bucket): register -> challenger, the first model becomes champion, a better model is promoted, a
 worse one is not, a tie keeps the champion -- each decided on real evaluations of both models on
-a frozen set (the champion's weights loaded back from the registry) -- and
-`models:/cajnn@champion` loads and enhances images (pyfunc and `cajnn enhance`)."""
+a frozen set (the champion's weights loaded back from the registry), or on the champion's recorded
+numbers when it is not rescored -- and `models:/cajnn@champion` loads and enhances images (pyfunc
+and `cajnn enhance`)."""
 
 from __future__ import annotations
 
 import base64
 import io
-import json
 import subprocess
 import sys
 
@@ -59,11 +59,17 @@ def test_first_model_becomes_champion(env):
     assert _aliases(1) == {"champion", "challenger"}
 
 
-def test_better_model_is_promoted_on_a_fresh_evaluation_not_on_stale_tags(env):
+def test_better_model_is_promoted_on_a_fresh_evaluation_not_on_stale_numbers(env):
     from mlflow import MlflowClient
 
-    # A stale/forged tag claiming the champion is excellent must not matter: it is rescored.
-    MlflowClient().set_model_version_tag(NAME, "1", "eval_psnr_y", json.dumps({"tiny/qf10": 99.0, "tiny/qf40": 99.0}))
+    from cajnn.serving.registry import log_model_metrics, logged_model_id, recorded_psnr_y
+
+    # Stale/forged recorded numbers claiming the champion is excellent must not matter: it is rescored.
+    client = MlflowClient()
+    v1 = client.get_model_version(NAME, "1")
+    forged = {"tiny/qf10/cajnn/psnr_y": 99.0, "tiny/qf40/cajnn/psnr_y": 99.0}
+    log_model_metrics(client, v1.run_id, logged_model_id(v1), forged)
+    assert recorded_psnr_y(client, v1) == {"tiny/qf10": 99.0, "tiny/qf40": 99.0}
     rec = _register(env, "bilinear")
     env["records"][2] = rec
     assert rec["version"] == 2 and rec["decision"]["promote"] is True, rec["decision"]
@@ -73,12 +79,38 @@ def test_better_model_is_promoted_on_a_fresh_evaluation_not_on_stale_tags(env):
     assert rec["decision"]["challenger_mean"] > rec["decision"]["champion_mean"] + 1.0
     assert _aliases(2) == {"champion", "challenger"} and _aliases(1) == set()
 
-    tags = MlflowClient().get_model_version(NAME, "2").tags
+    mv = client.get_model_version(NAME, "2")
+    tags = mv.tags
     assert tags["promotion"] == "promoted" and tags["compared_with"] == "1"
-    assert json.loads(tags["champion_psnr_y"]) == pytest.approx(rec["champion_psnr_y"])
-    assert json.loads(tags["eval_psnr_y"]) == pytest.approx(rec["challenger_psnr_y"])
-    assert json.loads(tags["promotion_policy"])["tolerance"] == 0.1
+    assert recorded_psnr_y(client, mv) == pytest.approx(rec["challenger_psnr_y"])
+    assert tags["promotion_policy"] == "min_gain 0.0 dB, tolerance 0.1 dB"
     assert float(tags["challenger_mean_psnr_y"]) == pytest.approx(rec["decision"]["challenger_mean"], abs=1e-3)
+    # the description gives the decision and both models' numbers, key by key
+    text = mv.description
+    assert text.startswith("# cajnn version 2\n\n**Champion** (promoted: mean PSNR-Y") and "## Promotion" in text
+    assert "whose numbers were rescored on the frozen evaluation sets" in text
+    a, b = rec["challenger_psnr_y"]["tiny/qf10"], rec["champion_psnr_y"]["tiny/qf10"]
+    assert f"| tiny/qf10 | {a:.3f} | {b:.3f} | {a - b:+.3f} |" in text
+
+
+def test_recorded_numbers_decide_when_the_champion_is_not_rescored(env):
+    from mlflow import MlflowClient
+
+    from cajnn.config import RegisterConfig
+    from cajnn.serving.registry import log_pyfunc, register, score_weights
+
+    # version 2 (bilinear) is champion; the same weights, judged on version 2's recorded numbers
+    client = MlflowClient()
+    run = client.create_run(client.get_experiment_by_name(EXPERIMENT).experiment_id)
+    metrics = score_weights(env["weights"]["bilinear"], env["cfg"], env["root"])
+    name = NAME + "-recorded"
+    for version in (1, 2):  # a model of its own, so that the other tests' versions stay as they are
+        rec = register(log_pyfunc(env["weights"]["bilinear"], run.info.run_id), run.info.run_id, metrics,
+                       RegisterConfig(model_name=name, rescore_champion=False))
+        assert rec["version"] == version
+    assert rec["champion_psnr_y_source"] == "recorded at its registration"
+    assert rec["champion_psnr_y"] == pytest.approx(metrics) and rec["decision"]["promote"] is False
+    client.set_terminated(run.info.run_id)
 
 
 def test_worse_model_is_registered_as_challenger_but_not_promoted(env):

@@ -214,12 +214,12 @@ def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
     from mlflow import MlflowClient
 
     from cajnn.config import RegisterConfig
-    from cajnn.serving.registry import decide_promotion
+    from cajnn.serving.registry import decide_promotion, recorded_psnr_y
 
     proc, wall = _retrain(world)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
-    assert re.findall(r"Running stage '(\w+)'", out) == ["fetch", "degrade", "train", "evaluate", "register"]
+    assert re.findall(r"Running stage '(\w+)'", out) == ["fetch", "degrade", "train", "evaluate", "downstream", "register"]
     project = world["project"]
 
     entry = _log(world)[-1]
@@ -248,7 +248,7 @@ def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
 
     # (4) evaluated and promoted or not exactly per the policy, the champion rescored
     mv = client.get_model_version(NAME, "2")
-    chal, champ = json.loads(mv.tags["eval_psnr_y"]), json.loads(mv.tags["champion_psnr_y"])
+    chal, champ = recorded_psnr_y(client, mv), record["champion_psnr_y"]
     assert set(chal) == set(champ) == {"holdout/qf10", "holdout/qf40"}
     assert mv.tags["champion_psnr_y_source"] == "rescored on the frozen evaluation sets"
     expected = decide_promotion(chal, champ, RegisterConfig())
