@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from cajnn.serving.registry import (
-    eval_set_datasets, log_pyfunc, model_card, model_metrics_from, psnr_from_metrics, register, score_weights,
+    downstream_gate, eval_set_datasets, log_pyfunc, model_card, model_metrics_from, psnr_from_metrics, register, score_weights,
     sets_fingerprint,
 )
 from cajnn.tracking import log_datasets, read_run_file, setup_tracking
@@ -45,8 +45,12 @@ def main() -> None:
             metrics,
         )
         model_uri = log_pyfunc(weights, run_id, step=int(trained.get("iterations", 0)))
+        gate = None
+        if cfg.max_word_acc_drop is not None:
+            gate = downstream_gate(json.loads((ROOT / params.downstream.out / "downstream.json").read_text()),
+                                   cfg.max_word_acc_drop)
         record = register(
-            model_uri, run_id, psnr, cfg,
+            model_uri, run_id, psnr, cfg, gate=gate,
             scorer=lambda w: score_weights(w, params.evaluate, ROOT),
             card=card, model_metrics=model_metrics_from(metrics), eval_sets=sets,
         )

@@ -57,9 +57,15 @@ class RegisterConfig:
     # Score the champion again on the current evaluation sets (its weights loaded from the
     # registry) instead of trusting the numbers recorded when it was registered.
     rescore_champion: bool = True
+    # Downstream gate (off when null): a version whose output loses more than this many points
+    # of word accuracy against the LR input it was given, at any QF of the downstream stage
+    # (reports/downstream.json, paper Table II), is registered but never promoted.
+    max_word_acc_drop: float | None = None
     out: str = "reports/registry.json"
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def __post_init__(self) -> None:
         if self.min_gain < 0 or self.tolerance < 0:
             raise ConfigError("register.min_gain and register.tolerance must be >= 0 (dB)")
+        if self.max_word_acc_drop is not None and self.max_word_acc_drop < 0:
+            raise ConfigError("register.max_word_acc_drop must be >= 0 (points) or null (off)")

@@ -87,6 +87,24 @@ def decide_promotion(
     return Decision(False, f"mean PSNR-Y {c_mean:.3f} does not beat champion {k_mean:.3f} dB", c_mean, k_mean, worst)
 
 
+def downstream_gate(downstream: dict[str, float], max_drop: float | None) -> str | None:
+    """Why a model may not be promoted on account of text recognition, or None. The gate
+    compares, per QF of the downstream stage, the word accuracy of CAJNN's output with that of
+    the LR input it was given (paper Table II's "Ours + Baseline" vs "Baseline")."""
+    if max_drop is None:
+        return None
+    qfs = sorted({k.split("/")[1] for k in downstream if k.startswith("text/qf") and k.endswith("/cajnn/word_acc")},
+                 key=lambda q: int(q[2:]))
+    if not qfs:
+        raise ValueError("the downstream metrics have no text/qf*/cajnn/word_acc: run the downstream stage")
+    drops = {q: downstream[f"text/{q}/lr/word_acc"] - downstream[f"text/{q}/cajnn/word_acc"] for q in qfs}
+    worst = max(drops, key=drops.get)
+    if drops[worst] > max_drop:
+        return (f"downstream gate: CAJNN lowers word accuracy at {worst.upper()} by {drops[worst]:.1f} points "
+                f"(more than register.max_word_acc_drop {max_drop})")
+    return None
+
+
 # --------------------------------------------------------------------------- scores
 
 def psnr_from_metrics(metrics: dict[str, float]) -> dict[str, float]:
@@ -421,6 +439,7 @@ def register(
     card: str = "",
     model_metrics: dict[str, float] | None = None,
     eval_sets: dict | None = None,
+    gate: str | None = None,
 ) -> dict:
     """Register `model_uri` as a new version of `cfg.model_name`, set `challenger`, promote it
     to `champion` per the policy, and describe it. `metrics` are the challenger's PSNR-Y per
@@ -428,7 +447,8 @@ def register(
     (when None, or with `rescore_champion: false`, the champion's recorded numbers are used).
     `card` (:func:`model_card`) heads the version's description; `metrics` and `model_metrics`
     (reports/metrics.json keys) become metrics of the logged model, linked to the datasets of
-    `eval_sets` (:func:`sets_fingerprint`); `extra` are more version tags.
+    `eval_sets` (:func:`sets_fingerprint`); `extra` are more version tags; `gate` (a reason, from
+    :func:`downstream_gate`) keeps the version from being promoted whatever its PSNR-Y.
     Returns the record written to reports/registry.json."""
     import mlflow
     from mlflow import MlflowClient
@@ -450,6 +470,8 @@ def register(
                     source = f"recorded at its registration (rescoring failed: {type(exc).__name__}: {exc})"
 
     decision = decide_promotion(metrics, champ_metrics, cfg)
+    if gate and decision.promote:
+        decision = Decision(False, gate, decision.challenger_mean, decision.champion_mean, decision.worst_drop)
     mv = mlflow.register_model(model_uri, name)
     if decision.promote and champ is not None:
         now = champion_version(name, client)

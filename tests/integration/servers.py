@@ -186,7 +186,8 @@ def frozen_set(root: Path) -> Path:
     return folder
 
 
-def register_weights(weights: Path, name: str, experiment: str, eval_cfg, root: Path, **cfg_kwargs) -> dict:
+def register_weights(weights: Path, name: str, experiment: str, eval_cfg, root: Path, gate: str | None = None,
+                     **cfg_kwargs) -> dict:
     """Score `weights` on the frozen set, log them as a pyfunc in a new run, register them
     under `name` with the promotion policy (the champion rescored from the registry)."""
     import mlflow
@@ -200,6 +201,6 @@ def register_weights(weights: Path, name: str, experiment: str, eval_cfg, root: 
     metrics = score_weights(weights, eval_cfg, root)
     uri = log_pyfunc(weights, run.info.run_id)
     record = register(uri, run.info.run_id, metrics, RegisterConfig(model_name=name, **cfg_kwargs),
-                      scorer=lambda w: score_weights(w, eval_cfg, root))
+                      scorer=lambda w: score_weights(w, eval_cfg, root), gate=gate)
     mlflow.MlflowClient().set_terminated(run.info.run_id)
     return record

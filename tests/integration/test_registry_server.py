@@ -223,3 +223,27 @@ def test_experiment_is_marked_as_model_training_for_the_ui(env, stack):
     client.set_experiment_tag(exp_id, key, "finetuning")
     assert stage_setup() == exp_id
     assert client.get_experiment(exp_id).tags[key] == "finetuning"
+
+
+def test_downstream_gate_keeps_a_better_model_from_promotion(env):
+    """A model that makes words less readable than its input is registered, never promoted,
+    whatever its PSNR-Y (register.max_word_acc_drop; the gate's reason from the downstream metrics)."""
+    from mlflow import MlflowClient
+
+    from cajnn.serving.registry import downstream_gate
+
+    name = NAME + "-gated"
+    first = register_weights(env["weights"]["noisy"], name, EXPERIMENT, env["cfg"], env["root"])
+    assert first["champion"] == 1
+    downstream = {"text/qf10/lr/word_acc": 30.0, "text/qf10/cajnn/word_acc": 25.0,
+                  "text/qf40/lr/word_acc": 60.0, "text/qf40/cajnn/word_acc": 61.0}
+    gate = downstream_gate(downstream, 2.0)
+    rec = register_weights(env["weights"]["bilinear"], name, EXPERIMENT, env["cfg"], env["root"], gate=gate)
+    assert rec["decision"]["promote"] is False and rec["champion"] == 1
+    assert rec["decision"]["challenger_mean"] > rec["decision"]["champion_mean"]  # better PSNR-Y all the same
+    mv = MlflowClient().get_model_version(name, str(rec["version"]))
+    assert "QF10 by 5.0 points" in mv.tags["promotion_reason"] and set(mv.aliases) == {"challenger"}
+    # the same model without the gate would have been promoted
+    rec = register_weights(env["weights"]["bilinear"], name, EXPERIMENT, env["cfg"], env["root"],
+                           gate=downstream_gate(downstream, 6.0))
+    assert rec["decision"]["promote"] is True and rec["champion"] == rec["version"]

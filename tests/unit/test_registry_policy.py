@@ -187,3 +187,16 @@ def test_sets_fingerprint_changes_with_the_images(tmp_path):
     assert first["sets"]["a"]["images"] == 1 and first["sets"]["gone"] == "missing"
     save_rgb(np.ones((8, 8, 3), np.uint8), tmp_path / "a" / "x.png")
     assert sets_fingerprint(cfg, tmp_path)["sets"]["a"]["sha256"] != first["sets"]["a"]["sha256"]
+
+
+def test_downstream_gate():
+    from cajnn.serving.registry import downstream_gate
+
+    m = {"text/qf10/lr/word_acc": 30.0, "text/qf10/cajnn/word_acc": 27.5,
+         "text/qf20/lr/word_acc": 50.0, "text/qf20/cajnn/word_acc": 49.0, "text/hr/word_acc": 95.0}
+    assert downstream_gate(m, None) is None  # off
+    assert downstream_gate(m, 3.0) is None
+    reason = downstream_gate(m, 2.0)
+    assert reason and "QF10 by 2.5 points" in reason and "max_word_acc_drop 2.0" in reason
+    with pytest.raises(ValueError, match="downstream stage"):
+        downstream_gate({"faces/hr/ap_all": 0.9}, 1.0)
