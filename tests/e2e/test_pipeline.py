@@ -123,7 +123,11 @@ def test_registry_has_champion_that_enhances(project, first_repro):
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    pyfunc = mlflow.pyfunc.load_model("models:/cajnn@champion")
+    try:
+        pyfunc = mlflow.pyfunc.load_model("models:/cajnn@champion")
+    finally:  # MLflow's global URIs would send later tests' clients to this project's store
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (13, 17, 3), dtype=np.uint8)).save(buf, "PNG")
     out = pyfunc.predict(pd.DataFrame({"image": [base64.b64encode(buf.getvalue()).decode()]}))

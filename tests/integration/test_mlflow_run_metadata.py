@@ -160,7 +160,7 @@ def world(moto_endpoint, request, tmp_path_factory, one_torch_thread):
     start = ("from pathlib import Path; from cajnn.config import load_params; from pipelines.train import start_run; "
              "r = start_run(load_params('params.yaml'), Path.cwd()); print(r.run_id, r.name)")
     first_id, first_name = python("-c", start, what="run start").split()[-2:]
-    client = MlflowClient(stack.mlflow_url)
+    client = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)  # not a registry URI an earlier test set
     client.set_terminated(first_id, "FAILED")  # as a crashed stage leaves it
     run_id, name = python("-c", start, what="resumed run start", DVC_EXP_NAME=DVC_EXP).split()[-2:]
 

@@ -53,7 +53,7 @@ def test_paper_profile_is_the_spec(profiles):
 
 def test_builtin_profiles_documented_as_assumptions(profiles):
     assert set(profiles) == {"paper", "paper_lowqf", "social_feed", "messenger", "photo_host"}
-    lines = (REPO / "params.yaml").read_text().splitlines()
+    lines = (REPO / "conf" / "config.yaml").read_text().splitlines()  # the commented source of params.yaml
     for name in profiles:
         at = lines.index(f"    {name}:") if f"    {name}:" in lines else next(
             i for i, line in enumerate(lines) if line.startswith(f"    {name}:")
