@@ -5,7 +5,7 @@ VENV := .venv
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test repro ui lock clean params
+.PHONY: setup run test repro ui lock clean params serve
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,13 @@ params: setup
 ui: setup
 	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning (the runs; Ctrl-C stops it)"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+## serve: the registry's champion as a REST API on 127.0.0.1:$(SERVE_PORT) (POST /invocations);
+## MLflow starts uvicorn from PATH, which this Makefile puts .venv/bin on
+SERVE_PORT ?= 5001
+serve: setup
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///mlflow/mlflow.db} \
+	  $(VENV)/bin/mlflow models serve -m models:/cajnn@champion --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
 
 ## lock: re-resolve the direct dependencies and rewrite requirements.lock (maintainers only)
 lock:

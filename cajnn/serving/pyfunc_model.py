@@ -16,6 +16,11 @@ base64 PNG for encoded inputs and a uint8 (H, W, 3) array for array inputs (`out
 
 Params: `tile` (LR tile in pixels, 0 = automatic), `self_ensemble` (8-way, slower),
 `output` (see above).
+
+A bad request (not base64, not an image, an empty string, a decompression bomb, a wrong array
+shape, a wrong param) raises an `MlflowException` with INVALID_PARAMETER_VALUE, which
+`mlflow models serve` answers with HTTP 400 and the message naming the row and the problem,
+instead of a 500 "unexpected error".
 """
 
 from __future__ import annotations
@@ -38,14 +43,20 @@ def decode_image(value) -> tuple[np.ndarray, bool]:
     from PIL import Image, ImageOps
 
     if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("image string is empty")
         try:
             value = base64.b64decode(value, validate=False)
         except (binascii.Error, ValueError) as exc:
             raise ValueError(f"image string is not base64: {exc}") from None
     if isinstance(value, (bytes, bytearray, memoryview)):
+        if not value:
+            raise ValueError("image bytes are empty")
         try:
             with Image.open(io.BytesIO(bytes(value))) as img:
                 return np.asarray(ImageOps.exif_transpose(img).convert("RGB")), True
+        except Image.DecompressionBombError as exc:
+            raise ValueError(f"image too large: {exc}") from None
         except OSError as exc:
             raise ValueError(f"cannot decode image bytes: {exc}") from None
     arr = np.asarray(value)
@@ -94,9 +105,17 @@ class CAJNNPyfunc(PythonModel):
         self.model = load_weights(context.artifacts["weights"]).eval()
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        try:
+            return self._predict(model_input, params or {})
+        except ValueError as exc:  # the request's fault: HTTP 400 with this message
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+
+    def _predict(self, model_input, params: dict) -> pd.DataFrame:
         from cajnn.inference import enhance
 
-        params = params or {}
         output = params.get("output") or "auto"
         if output not in OUTPUTS:
             raise ValueError(f"param output {output!r}: use one of {', '.join(OUTPUTS)}")

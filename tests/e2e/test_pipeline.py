@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.e2e.project import make_project, project_env, ran, run
+from tests.e2e.project import REPO, make_project, project_env, ran, run
 from tests.integration.conftest import DUMMY_AWS
 
+REPO_VENV = REPO / ".venv"
 STAGES = ["fetch", "degrade", "train", "evaluate", "downstream", "register"]
 
 pytestmark = pytest.mark.slow
@@ -209,3 +210,67 @@ def test_dvc_push_to_s3_then_pull_into_a_fresh_clone_restores_patches_and_model(
     assert shards and sorted(p.name for p in (clone / "data" / "patches").glob("*.parquet")) == shards
     # the clone has nothing the remote lacks
     assert "in sync" in dvc("status", "-c", "-r", "e2e", cwd=clone)
+
+
+def test_make_serve_from_a_clean_shell_answers_and_names_bad_requests(project, first_repro):
+    """README's serving command (`make serve`) from a shell without the venv on PATH: the
+    champion answers a request; a non-image, an empty string and a decompression bomb get 400
+    with a message that names the problem, and the server stays up."""
+    import base64
+    import io
+    import os
+    import time
+    import urllib.error
+    import urllib.request
+
+    from PIL import Image
+
+    from tests.integration.servers import free_port
+
+    (project / ".venv").symlink_to(REPO_VENV)  # the same pinned install: setup finds its stamp
+    port = free_port()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
+    log = (project / "serve.log").open("w")
+    proc = subprocess.Popen(["make", "serve", f"SERVE_PORT={port}"], cwd=project, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def post(value) -> tuple[int, dict]:
+        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[value]]}}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
+                                     {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, (project / "serve.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, (project / "serve.log").read_text()[-3000:]
+                time.sleep(1)
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(buf, "JPEG")
+        status, answer = post(base64.b64encode(buf.getvalue()).decode())
+        assert status == 200, answer
+        pred = answer["predictions"][0]
+        assert (pred["width"], pred["height"]) == (120, 80)
+        assert Image.open(io.BytesIO(base64.b64decode(pred["image"]))).size == (120, 80)
+
+        bomb = io.BytesIO()
+        Image.new("L", (16000, 16000)).save(bomb, "PNG")  # 256 Mpx: over twice Pillow's limit
+        for value, expected in ((base64.b64encode(b"not an image").decode(), "cannot decode image"),
+                                ("", "image string is empty"),
+                                (base64.b64encode(bomb.getvalue()).decode(), "image too large")):
+            status, answer = post(value)
+            assert status == 400 and expected in answer["message"] and "row 0" in answer["message"], answer
+        assert post(base64.b64encode(buf.getvalue()).decode())[0] == 200  # still serving
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+        log.close()
