@@ -2,14 +2,28 @@
 
     cajnn enhance photo.jpg more_photos/ -o enhanced/ --weights models/cajnn.safetensors
     cajnn enhance photo.jpg -o enhanced/ --model models:/cajnn@champion
+    cajnn enhance shots/ -o big/ --weights W --format auto --outscale 2 --suffix _x2 --skip-existing
 
-Files and folders (searched recursively; the subfolder structure is kept under OUTDIR). Each
-output is written atomically; an unreadable input is reported on its own line while the others
-are still enhanced, and the exit code is 1 if any failed (2 for a usage or model error).
+Files and folders (searched recursively; the subfolder structure is kept under OUTDIR). A folder's
+files that are not read (suffix outside ``READABLE_SUFFIXES``, or hidden) are counted in one line;
+files given by name are always tried. Outputs are named ``<stem><--suffix>.<ext>``; ``--format``
+is png (default: lossless, keeps everything), jpeg, webp, or auto (keep the input's png, jpeg or
+webp; others png). ``--outscale F`` resizes the model's x4 result once (bicubic) to
+``round(F * input size)``; ``--skip-existing`` leaves outputs that exist alone (counted).
+
+What an image keeps (:mod:`cajnn.data.image_meta`): transparency (alpha upscaled separately),
+grayscale, 16-bit depth (PNG), the ICC profile and EXIF (orientation applied once, tag removed);
+palette images, GIFs (first frame) and CMYK are converted. What an output format cannot keep
+(alpha in JPEG: composited on white; 16 bits in JPEG/WebP) is said once per run on stderr.
+
+Each output is written atomically, with ordinary permissions (0644 under umask 022); an
+unreadable input is reported on its own line while the others are still enhanced, and the exit
+code is 1 if any failed (2 for a usage or model error). ``--quiet`` prints errors only.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -20,10 +34,12 @@ from typing import Annotated
 
 import typer
 
-from cajnn.data.image_io import IMAGE_SUFFIXES, ImageLoadError, load_rgb, save_rgb
+from cajnn.data.image_io import ImageLoadError
+from cajnn.data.image_meta import KEEP_FORMAT_SUFFIXES, READABLE_SUFFIXES, finish, output_size, read_image, write_image
 
-OUTPUT_FORMATS = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp"}
-DEFAULT_QUALITY = {"jpeg": 95, "jpg": 95, "webp": 95}
+#: --format -> output suffix; None: keep the input's (KEEP_FORMAT_SUFFIXES, else .png).
+OUTPUT_FORMATS = {"png": ".png", "jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp", "auto": None}
+DEFAULT_QUALITY = 95  # JPEG and WebP
 
 
 class UsageError(Exception):
@@ -47,28 +63,45 @@ def _is_under(path: Path, folder: Path) -> bool:
         return False
 
 
-def plan_jobs(inputs: list[Path], outdir: Path, suffix: str) -> tuple[list[Job], list[tuple[Path, str]]]:
-    """Map inputs to output paths. A file gives ``OUTDIR/<stem><suffix>``; a folder's images
-    (recursive, by suffix, sorted) give ``OUTDIR/<path inside the folder>`` with the suffix
-    replaced. Files already under OUTDIR are skipped when scanning folders (so that a rerun with
-    OUTDIR inside an input folder does not enhance its own outputs). Name clashes (``a.jpg`` and
-    ``a.png``, or the same relative path from two folders) are resolved by adding the source
-    suffix (``a_jpg.png``) and, if still needed, a counter (``a_jpg_2.png``), in input order.
+def _target_ext(source: Path, ext: str | None) -> str:
+    return ext if ext is not None else KEEP_FORMAT_SUFFIXES.get(source.suffix.lower(), ".png")
 
-    Returns the jobs and the inputs that do not exist (path, reason)."""
+
+def plan_jobs(
+    inputs: list[Path], outdir: Path, ext: str | None, stem_suffix: str = ""
+) -> tuple[list[Job], list[tuple[Path, str]], dict[str, int]]:
+    """Map inputs to output paths. A file gives ``OUTDIR/<stem><stem_suffix><ext>``; a folder's
+    images (recursive, by suffix, sorted) give ``OUTDIR/<path inside the folder>`` named the same
+    way. ``ext=None`` keeps the input's format (``--format auto``: .png, .jpg, .jpeg, .webp kept,
+    anything else .png). Files already under OUTDIR are skipped when scanning folders (so that a
+    rerun with OUTDIR inside an input folder does not enhance its own outputs). Name clashes
+    (``a.jpg`` and ``a.png``, or the same relative path from two folders) are resolved by adding
+    the source suffix (``a_jpg.png``) and, if still needed, a counter (``a_jpg_2.png``), in input
+    order, before `stem_suffix`.
+
+    Returns the jobs, the inputs that do not exist (path, reason), and the files of the folders
+    that are not read: count per suffix (``"(no suffix)"``; ``"hidden"`` for names starting
+    with a dot)."""
     out_resolved = outdir.resolve()
-    pairs: list[tuple[Path, Path]] = []  # (source, its path relative to OUTDIR, old suffix)
+    pairs: list[tuple[Path, Path]] = []  # (source, its path relative to OUTDIR)
     missing: list[tuple[Path, str]] = []
+    ignored: dict[str, int] = {}
     seen: set[Path] = set()
     for p in inputs:
         if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
-                and not _is_under(f.resolve(), out_resolved)
-            )
+            found = []
+            for f in sorted(p.rglob("*")):
+                if not f.is_file() or _is_under(f.resolve(), out_resolved):
+                    continue
+                if f.name.startswith("."):
+                    ignored["hidden"] = ignored.get("hidden", 0) + 1
+                elif f.suffix.lower() not in READABLE_SUFFIXES:
+                    key = f.suffix.lower() or "(no suffix)"
+                    ignored[key] = ignored.get(key, 0) + 1
+                else:
+                    found.append(f)
             if not found:
-                missing.append((p, "folder has no image files (" + ", ".join(sorted(IMAGE_SUFFIXES)) + ")"))
+                missing.append((p, "folder has no image files (" + ", ".join(sorted(READABLE_SUFFIXES)) + ")"))
             for f in found:
                 pairs.append((f, f.relative_to(p)))
         elif p.exists():
@@ -81,27 +114,45 @@ def plan_jobs(inputs: list[Path], outdir: Path, suffix: str) -> tuple[list[Job],
         if src.resolve() not in seen:  # the same file given twice (e.g. a file and its folder)
             seen.add(src.resolve())
             unique.append((src, rel))
+
+    def named(rel: Path, stem: str, ext_: str) -> Path:
+        return rel.with_name(f"{stem}{stem_suffix}{ext_}")
+
     natural: dict[str, int] = {}
-    for _src, rel in unique:
-        key = str(rel.with_suffix(suffix)).casefold()
+    for src, rel in unique:
+        key = str(named(rel, rel.stem, _target_ext(src, ext))).casefold()
         natural[key] = natural.get(key, 0) + 1
     jobs: list[Job] = []
     taken: set[str] = set()
     for src, rel in unique:
-        target_rel = rel.with_suffix(suffix)
-        renamed = False
-        if natural[str(target_rel).casefold()] > 1:
+        out_ext = _target_ext(src, ext)
+        stem, renamed = rel.stem, False
+        if natural[str(named(rel, stem, out_ext)).casefold()] > 1:
             renamed = True
-            tag = rel.suffix.lstrip(".").lower() or "noext"
-            target_rel = rel.with_name(f"{rel.stem}_{tag}{suffix}")
-        candidate, n = target_rel, 2
+            stem = f"{rel.stem}_{rel.suffix.lstrip('.').lower() or 'noext'}"
+        candidate, n = named(rel, stem, out_ext), 2
         while str(candidate).casefold() in taken:
             renamed = True
-            candidate = target_rel.with_name(f"{target_rel.stem}_{n}{suffix}")
+            candidate = named(rel, f"{stem}_{n}", out_ext)
             n += 1
         taken.add(str(candidate).casefold())
         jobs.append(Job(src, outdir / candidate, renamed))
-    return jobs, missing
+    return jobs, missing, ignored
+
+
+def ignored_report(ignored: dict[str, int]) -> list[str]:
+    """One line for the files that are not images, one for the hidden ones."""
+    lines = []
+    other = {k: v for k, v in ignored.items() if k != "hidden"}
+    if other:
+        parts = ", ".join(f"{k} ({v})" for k, v in sorted(other.items(), key=lambda kv: (-kv[1], kv[0])))
+        n = sum(other.values())
+        what = "files that are not images" if n != 1 else "file that is not an image"
+        lines.append(f"skipped {n} {what}: {parts}")
+    if ignored.get("hidden"):
+        n = ignored["hidden"]
+        lines.append(f"skipped {n} hidden file{'s' * (n != 1)} (name starting with '.')")
+    return lines
 
 
 # --------------------------------------------------------------------------- model sources
@@ -164,27 +215,56 @@ def load_model(weights: Path | None, model_uri: str | None, workdir: Path):
 # --------------------------------------------------------------------------- command
 
 def enhance(
-    inputs: Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)", show_default=False)],
-    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="where enhanced images go (created)", show_default=False)],
+    inputs: Annotated[list[Path], typer.Argument(
+        help="image files and/or folders (searched recursively)", show_default=False)],
+    outdir: Annotated[Path, typer.Option(
+        "-o", "--outdir", help="where enhanced images go (created)", show_default=False)],
     weights: Annotated[Path | None, typer.Option(help="a .safetensors file (its .json config beside it)")] = None,
-    model: Annotated[str | None, typer.Option(help="an MLflow model URI, e.g. models:/cajnn@champion (uses MLFLOW_TRACKING_URI)")] = None,
-    tile: Annotated[int | None, typer.Option(min=0, help="LR tile size in pixels; 0 = whole image; default: automatic from free memory")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="an MLflow model URI, e.g. models:/cajnn@champion (uses MLFLOW_TRACKING_URI)")] = None,
+    tile: Annotated[int | None, typer.Option(
+        min=0, help="LR tile size in pixels; 0 = whole image; default: automatic from free memory")] = None,
     overlap: Annotated[int, typer.Option(min=0, help="LR pixels of context around each tile")] = 16,
     self_ensemble: Annotated[bool, typer.Option(help="8-way self-ensemble (8x slower, a little better)")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     dtype: Annotated[str, typer.Option(help="fp32 | bf16 (GPU, or CPU with AVX-512 BF16/AMX)")] = "fp32",
-    fmt: Annotated[str, typer.Option("--format", help="png | jpeg | webp")] = "png",
+    fmt: Annotated[str, typer.Option(
+        "--format", help="png | jpeg | webp | auto (keep the input's png, jpeg or webp; others png)")] = "png",
     quality: Annotated[int | None, typer.Option(min=1, max=100, help="JPEG/WebP quality [default: 95]")] = None,
+    outscale: Annotated[float | None, typer.Option(
+        help="final scale: one bicubic resize of the x4 result to round(F * input size) (default: x4 as is)")] = None,
+    suffix: Annotated[str, typer.Option(help="appended to each output's name stem, e.g. _x4")] = "",
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="leave outputs that already exist alone (counted)")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print errors only")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch [default: torch's]")] = None,
 ) -> None:
     """Remove JPEG artifacts and upscale each image (x4 for the default model)."""
+    opts = Options(tile, overlap, self_ensemble, device, dtype, fmt, quality, outscale, suffix, skip_existing, quiet,
+                   threads)
     try:
-        code = _run(inputs, outdir, weights, model, tile, overlap, self_ensemble, device, dtype, fmt, quality, threads)
+        code = _run(inputs, outdir, weights, model, opts)
     except UsageError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if code:
         raise typer.Exit(code)
+
+
+@dataclass(frozen=True)
+class Options:
+    tile: int | None
+    overlap: int
+    self_ensemble: bool
+    device: str
+    dtype: str
+    fmt: str
+    quality: int | None
+    outscale: float | None
+    suffix: str
+    skip_existing: bool
+    quiet: bool
+    threads: int | None
 
 
 def _cpu_has_amx() -> bool:
@@ -193,68 +273,103 @@ def _cpu_has_amx() -> bool:
     return "amx_bf16" in (_cpu_flags() or ())
 
 
-def _run(inputs, outdir, weights, model_uri, tile, overlap, self_ensemble, device, dtype, fmt, quality, threads) -> int:
+def _check(opts: Options) -> str | None:
+    """The output suffix of --format (None for auto); raises UsageError for bad options."""
+    fmt = opts.fmt.lower()
+    if fmt not in OUTPUT_FORMATS:
+        raise UsageError(f"--format {opts.fmt!r}: use one of auto, png, jpeg, webp")
+    if opts.quality is not None and fmt == "png":
+        raise UsageError("--quality applies to --format jpeg or webp (or auto); PNG is lossless")
+    if opts.outscale is not None and not (math.isfinite(opts.outscale) and opts.outscale > 0):
+        raise UsageError(f"--outscale {opts.outscale}: must be a number above 0")
+    if any(sep in opts.suffix for sep in ("/", "\\", os.sep)) or opts.suffix in (".", ".."):
+        raise UsageError(f"--suffix {opts.suffix!r}: must not contain a path separator")
+    return OUTPUT_FORMATS[fmt]
+
+
+def _run(inputs, outdir, weights, model_uri, opts: Options) -> int:
     import torch
     from tqdm import tqdm
 
     from cajnn.inference import enhance as run, resolve_device, resolve_dtype
 
-    fmt = fmt.lower()
-    if fmt not in OUTPUT_FORMATS:
-        raise UsageError(f"--format {fmt!r}: use one of png, jpeg, webp")
-    if quality is not None and fmt == "png":
-        raise UsageError("--quality applies to --format jpeg or webp (PNG is lossless)")
-    save_kwargs = {} if fmt == "png" else {"quality": quality or DEFAULT_QUALITY[fmt]}
+    ext = _check(opts)
     try:
-        dev = resolve_device(device)
-        amp = resolve_dtype(dtype, dev)  # unknown names fail here, before any work
+        dev = resolve_device(opts.device)
+        amp = resolve_dtype(opts.dtype, dev)  # unknown names fail here, before any work
     except (ValueError, RuntimeError) as exc:
         raise UsageError(str(exc)) from None
+
+    def say(line: str) -> None:
+        if not opts.quiet:
+            tqdm.write(line, file=sys.stderr)
+
     if amp is not None and dev.type == "cpu" and not _cpu_has_amx():
-        typer.echo("note: this CPU has AVX-512 BF16 but no AMX; bf16 ran about 1.8x slower than fp32 on "
-                   "such a CPU in benchmarks/bench_model.py", err=True)
-    if threads:
-        torch.set_num_threads(threads)
+        say("note: this CPU has AVX-512 BF16 but no AMX; bf16 ran about 1.8x slower than fp32 on "
+            "such a CPU in benchmarks/bench_model.py")
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
 
     with tempfile.TemporaryDirectory(prefix="cajnn-model-") as tmp:
         net = load_model(weights, model_uri, Path(tmp))
 
-    jobs, missing = plan_jobs(inputs, outdir, OUTPUT_FORMATS[fmt])
+    jobs, missing, ignored = plan_jobs(inputs, outdir, ext, opts.suffix)
     failed: list[tuple[Path, str]] = list(missing)
     for path, reason in missing:
         typer.echo(f"failed {path}: {reason}", err=True)
+    for line in ignored_report(ignored):
+        say(line)
     if not jobs:
         typer.echo("nothing to enhance", err=True)
         return 1
     sources = {j.source.resolve() for j in jobs}
-    done = 0
-    bar = tqdm(jobs, desc="enhance", unit="img", file=sys.stderr, dynamic_ncols=True)
+    said: set[str] = set()
+
+    def note(kind: str, path: Path, text: str) -> None:
+        if kind not in said:  # each kind once per run: a folder of 500 RGBA images needs one line
+            said.add(kind)
+            label = "warning" if kind.startswith("alpha") else "note"
+            say(f"{label}: {text} (first seen in {path}; said once per run)")
+
+    done = skipped = 0
+    quality = opts.quality or DEFAULT_QUALITY
+    bar = tqdm(jobs, desc="enhance", unit="img", file=sys.stderr, dynamic_ncols=True, disable=opts.quiet)
     for job in bar:
         def report(reason: str, job=job) -> None:
             failed.append((job.source, reason))
             tqdm.write(f"failed {job.source}: {reason}", file=sys.stderr)
 
         if job.target.resolve() in sources:
-            report(f"output {job.target} would overwrite an input; choose another --outdir")
+            report(f"output {job.target} would overwrite an input; choose another --outdir or a --suffix")
+            continue
+        if opts.skip_existing and job.target.exists():
+            skipped += 1
             continue
         try:
-            img = load_rgb(job.source)
+            kept = read_image(job.source)
         except ImageLoadError as exc:
             report(exc.reason)
             continue
+        for kind, text in kept.notes:
+            note(kind, job.source, text)
         tiles = None
 
         def on_tile(i: int, n: int) -> None:
             nonlocal tiles
-            if n > 1:
+            if n > 1 and not opts.quiet:
                 if tiles is None:
                     tiles = tqdm(total=n, desc="  tiles", unit="tile", leave=False, position=1, file=sys.stderr)
                 tiles.update(1)
 
         try:
-            out = run(img, net, tile=tile, overlap=overlap, self_ensemble=self_ensemble,
-                      device=dev, dtype=dtype, on_tile=on_tile)
-            save_rgb(out, job.target, **save_kwargs)
+            lr = kept.network_input()
+            sr = run(lr, net, tile=opts.tile, overlap=opts.overlap, self_ensemble=opts.self_ensemble,
+                     device=dev, dtype=opts.dtype, on_tile=on_tile)
+            size = None if opts.outscale is None else output_size(*lr.shape[:2], opts.outscale)
+            out = finish(kept, sr, size)
+            del sr
+            for kind, text in write_image(out, job.target, icc=kept.icc, exif=kept.exif, quality=quality):
+                note(kind, job.source, text)
         except (RuntimeError, OSError, ValueError, MemoryError) as exc:
             report(f"{type(exc).__name__}: {exc}")
             continue
@@ -263,11 +378,13 @@ def _run(inputs, outdir, weights, model_uri, tile, overlap, self_ensemble, devic
                 tiles.close()
         done += 1
         if job.renamed:
-            tqdm.write(f"{job.source} -> {job.target} (renamed: name clash)", file=sys.stderr)
+            say(f"{job.source} -> {job.target} (renamed: name clash)")
     bar.close()
-    typer.echo(f"{done} enhanced into {outdir}, {len(failed)} failed")
-    for path, reason in failed:
-        typer.echo(f"  failed: {path}: {reason}", err=True)
+    if not opts.quiet:
+        skip_part = f", {skipped} skipped (output exists)" if opts.skip_existing else ""
+        typer.echo(f"{done} enhanced into {outdir}{skip_part}, {len(failed)} failed")
+        for path, reason in failed:
+            typer.echo(f"  failed: {path}: {reason}", err=True)
     return 1 if failed else 0
 
 

@@ -18,9 +18,11 @@ decoders fail on.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -29,6 +31,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".
 # Pillow's own bomb limit is ~89 MP (warning) / 179 MP (error); an 2K-photo pipeline has no
 # business with anything near that, so refuse above this many pixels.
 MAX_PIXELS = 64_000_000
+
+_T = TypeVar("_T")
 
 
 class ImageLoadError(Exception):
@@ -60,8 +64,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read `path` as an (H, W, 3) uint8 RGB array, EXIF orientation applied."""
+def open_image(path: str | os.PathLike, use: Callable[[Image.Image], _T], max_pixels: int = MAX_PIXELS) -> _T:
+    """Decode `path` (first frame) and return ``use(image)``; any failure, in the decoder or in
+    `use`, becomes :class:`ImageLoadError` with a reason (the checks of :func:`load_rgb`)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -79,8 +84,7 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
                         path, f"{w}x{h} is over the {max_pixels:,}-pixel limit (decompression bomb?)"
                     )
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
+                return use(img)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -93,6 +97,11 @@ def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarra
         raise ImageLoadError(path, "not enough memory to decode the image") from None
     except Exception as exc:  # a decoder bug on a malformed file must not stop a batch either
         raise ImageLoadError(path, f"unreadable image ({type(exc).__name__}: {exc})") from None
+
+
+def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read `path` as an (H, W, 3) uint8 RGB array, EXIF orientation applied."""
+    rgb = open_image(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)), max_pixels)
     arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
         raise ImageLoadError(path, f"unexpected decoded shape {arr.shape}")
@@ -108,17 +117,33 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def save_rgb(arr: np.ndarray, path: str | os.PathLike, **save_kwargs) -> None:
-    """Write an RGB uint8 array atomically (temp file in the same folder, then rename)."""
+    """Write an RGB uint8 array atomically, with ordinary permissions (:func:`write_atomic`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown image format for suffix {path.suffix!r}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    write_atomic(path, lambda fh: Image.fromarray(arr).save(fh, format=fmt, **save_kwargs))
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Create `path` through ``write(file)``: a temp file in the same folder, renamed over `path`
+    when complete, so readers never see half a file. The file gets ordinary permissions (0644
+    under umask 022): the temp file is created with mode 0666 and the kernel applies the umask
+    (and any default ACL), unlike ``tempfile.mkstemp``'s 0600; no process-wide umask is read or
+    changed, which would race with other threads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:  # another writer picked the same random name: draw again
+            continue
     try:
         with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(arr).save(fh, format=fmt, **save_kwargs)
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

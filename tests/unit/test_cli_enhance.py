@@ -144,6 +144,8 @@ def test_missing_input_is_reported_while_others_are_done(tmp_path, weights):
         (["--weights", "{w}", "--quality", "80"], "--quality applies to --format jpeg or webp"),
         (["--weights", "{w}", "--device", "tpu"], "device 'tpu'"),
         (["--weights", "{w}", "--dtype", "fp16"], "fp32 or bf16"),
+        (["--weights", "{w}", "--outscale", "0"], "--outscale 0.0: must be a number above 0"),
+        (["--weights", "{w}", "--suffix", "a/b"], "must not contain a path separator"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(tmp_path, weights, args, message):
@@ -220,3 +222,86 @@ def test_a_file_given_twice_is_enhanced_once(tmp_path, weights):
     assert res.exit_code == 0, res.output
     assert "1 enhanced" in res.output and "name clash" not in res.output
     assert [p.name for p in (tmp_path / "o").iterdir()] == ["a.png"]
+
+
+@pytest.mark.parametrize("outscale, expected", [("2", (34, 26)), ("3.5", (60, 46)), ("4", (68, 52)), ("0.5", (9, 7))])
+def test_outscale_sizes(tmp_path, weights, outscale, expected):
+    write(tmp_path / "x.png", rgb(13, 17, 4))  # 17 wide x 13 high
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o", "--weights", weights, "--outscale", outscale)
+    assert res.exit_code == 0, res.output
+    assert size(tmp_path / "o" / "x.png") == expected  # round(F * size), halves up: 3.5 * 13 = 45.5 -> 46
+
+
+def test_outscale_4_is_the_model_output_unchanged(tmp_path, weights):
+    arr = rgb(7, 9, 5)
+    write(tmp_path / "x.png", arr)
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o", "--weights", weights, "--outscale", "4", "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o" / "x.png")),
+                                  enhance(arr, load_weights(weights), device="cpu"))
+
+
+def test_skip_existing_does_no_work_twice(tmp_path, weights, monkeypatch):
+    import cajnn.inference
+
+    write(tmp_path / "in" / "a.png", rgb(5, 6, 1))
+    write(tmp_path / "in" / "b.jpg", rgb(6, 5, 2))
+    calls = []
+    real = cajnn.inference.enhance
+    monkeypatch.setattr(cajnn.inference, "enhance", lambda *a, **k: calls.append(1) or real(*a, **k))
+    args = (tmp_path / "in", "-o", tmp_path / "o", "--weights", weights, "--skip-existing")
+    res = cli(*args)
+    assert res.exit_code == 0, res.output
+    assert "2 enhanced" in res.output and "0 skipped" in res.output and len(calls) == 2
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir()}
+    write(tmp_path / "in" / "c.png", rgb(4, 4, 3))  # a new input is still done
+    res = cli(*args)
+    assert res.exit_code == 0, res.output
+    assert "1 enhanced" in res.output and "2 skipped (output exists)" in res.output and len(calls) == 3
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").iterdir() if p.name in stamps} == stamps
+
+
+def test_files_that_are_not_read_are_counted_in_one_line(tmp_path, weights):
+    write(tmp_path / "in" / "a.png", rgb(4, 4, 1))
+    write(tmp_path / "in" / "anim.gif", rgb(4, 4, 2))  # GIF is read
+    for name in ("notes.txt", "sub/more.txt", "clip.mp4", "README", ".DS_Store"):
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / name).write_text("x")
+    res = cli(tmp_path / "in", "-o", tmp_path / "o", "--weights", weights)
+    assert res.exit_code == 0, res.output
+    assert "skipped 4 files that are not images: .txt (2), (no suffix) (1), .mp4 (1)" in res.output
+    assert "skipped 1 hidden file" in res.output
+    assert "2 enhanced" in res.output and sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png", "anim.png"]
+
+
+def test_format_auto_keeps_the_input_format(tmp_path, weights):
+    write(tmp_path / "in" / "a.png", rgb(4, 5, 1))
+    write(tmp_path / "in" / "b.jpg", rgb(4, 5, 2), quality=90)
+    write(tmp_path / "in" / "c.jpeg", rgb(4, 5, 3), quality=90)
+    write(tmp_path / "in" / "d.webp", rgb(4, 5, 4))
+    write(tmp_path / "in" / "e.bmp", rgb(4, 5, 5))
+    res = cli(tmp_path / "in", "-o", tmp_path / "o", "--weights", weights, "--format", "auto", "--quality", "90")
+    assert res.exit_code == 0, res.output
+    formats = {p.name: Image.open(p).format for p in (tmp_path / "o").iterdir()}
+    assert formats == {"a.png": "PNG", "b.jpg": "JPEG", "c.jpeg": "JPEG", "d.webp": "WEBP", "e.png": "PNG"}
+
+
+def test_suffix_is_appended_to_stems_after_any_clash_tag(tmp_path, weights):
+    write(tmp_path / "a.jpg", rgb(4, 4, 1))
+    write(tmp_path / "a.png", rgb(4, 4, 2))
+    write(tmp_path / "b.png", rgb(4, 4, 3))
+    res = cli(tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path,
+              "--weights", weights, "--suffix", "_x4")
+    assert res.exit_code == 0, res.output  # with a suffix, outputs can sit beside their inputs
+    assert sorted(p.name for p in tmp_path.glob("*_x4.png")) == ["a_jpg_x4.png", "a_png_x4.png", "b_x4.png"]
+
+
+def test_quiet_prints_errors_only(tmp_path, weights):
+    write(tmp_path / "in" / "ok.png", rgb(4, 4, 1))
+    (tmp_path / "in" / "bad.png").write_bytes(b"not a png")
+    (tmp_path / "in" / "notes.txt").write_text("x")
+    res = cli(tmp_path / "in", "-o", tmp_path / "o", "--weights", weights, "--quiet")
+    assert res.exit_code == 1
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("failed ") and "bad.png" in lines[0], res.output
+    assert (tmp_path / "o" / "ok.png").is_file()
