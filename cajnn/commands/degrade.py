@@ -35,19 +35,22 @@ def _write_bytes_atomic(data: bytes, path: Path) -> None:
         raise
 
 
-def _collect(inputs: list[Path], outdir: Path) -> list[tuple[Path, str, str | None]]:
+def _collect(inputs: list[Path], outdir: Path, unread: dict[str, int]) -> list[tuple[Path, str, str | None]]:
     """(file, key, problem) in input order. The key is the output's path relative to OUTDIR,
     without suffix (the file name for a file argument, the path inside the folder for a folder)
-    and also seeds the file's draws; problem is None, or why the input cannot be used."""
-    from cajnn.data.image_io import list_images
+    and also seeds the file's draws; problem is None, or why the input cannot be used. Files of
+    a folder that are not read (hidden, or not an image suffix) are counted in `unread`."""
+    from cajnn.data.image_io import IMAGE_SUFFIXES, count_unread
 
     out_resolved = outdir.resolve()
     entries: list[tuple[Path, str, str | None]] = []
     for inp in inputs:
         if inp.is_dir():
-            for path in list_images(inp):
+            for path in sorted(p for p in inp.rglob("*") if p.is_file()):
                 if out_resolved in path.resolve().parents:
                     continue  # our own outputs, when OUTDIR is inside an input folder
+                if count_unread(path, IMAGE_SUFFIXES, unread):
+                    continue
                 entries.append((path, path.relative_to(inp).with_suffix("").as_posix(), None))
         elif inp.exists():
             entries.append((inp, inp.with_suffix("").name, None))
@@ -74,7 +77,7 @@ def degrade(
     import numpy as np
 
     from cajnn.config import ConfigError, DegradeConfig, load_params, to_dict
-    from cajnn.data.image_io import ImageLoadError, load_rgb, save_rgb
+    from cajnn.data.image_io import ImageLoadError, load_rgb, save_rgb, unread_report
     from cajnn.data.shards import stable_seed
     from cajnn.degradation.profile import apply_plan, draw_plans, plan_label, prepare
 
@@ -101,7 +104,8 @@ def degrade(
     lr_root, hr_root = (outdir / "LR", outdir / "HR") if save_hr else (outdir, None)
     done: list[dict] = []
     claimed: dict[Path, str] = {}
-    for path, key, problem in _collect(inputs, outdir):
+    unread: dict[str, int] = {}
+    for path, key, problem in _collect(inputs, outdir, unread):
         if problem:
             skipped.append({"file": str(path), "reason": problem})
             continue
@@ -148,11 +152,14 @@ def degrade(
         "format": fmt,
         "done": done,
         "skipped": skipped,
+        "not_read": unread,  # folder files that are not images (by suffix) or hidden
     }
     outdir.mkdir(parents=True, exist_ok=True)
     _write_bytes_atomic((json.dumps(report, indent=2) + "\n").encode(), outdir / REPORT_NAME)
     for s in skipped:
         print(f"skipped {s['file']}: {s['reason']}", file=sys.stderr)
+    for line in unread_report(unread):
+        print(line, file=sys.stderr)
     print(f"{len(done)} degraded with profile {name!r} into {outdir}, {len(skipped)} skipped (report: {outdir / REPORT_NAME})")
     if skipped:
         raise typer.Exit(1)

@@ -35,6 +35,7 @@ from typing import Annotated
 import typer
 
 from cajnn.data.image_io import ImageLoadError
+from cajnn.data.image_io import count_unread, unread_report
 from cajnn.data.image_meta import KEEP_FORMAT_SUFFIXES, READABLE_SUFFIXES, finish, output_size, read_image, write_image
 
 #: --format -> output suffix; None: keep the input's (KEEP_FORMAT_SUFFIXES, else .png).
@@ -93,12 +94,7 @@ def plan_jobs(
             for f in sorted(p.rglob("*")):
                 if not f.is_file() or _is_under(f.resolve(), out_resolved):
                     continue
-                if f.name.startswith("."):
-                    ignored["hidden"] = ignored.get("hidden", 0) + 1
-                elif f.suffix.lower() not in READABLE_SUFFIXES:
-                    key = f.suffix.lower() or "(no suffix)"
-                    ignored[key] = ignored.get(key, 0) + 1
-                else:
+                if not count_unread(f, READABLE_SUFFIXES, ignored):
                     found.append(f)
             if not found:
                 missing.append((p, "folder has no image files (" + ", ".join(sorted(READABLE_SUFFIXES)) + ")"))
@@ -138,21 +134,6 @@ def plan_jobs(
         taken.add(str(candidate).casefold())
         jobs.append(Job(src, outdir / candidate, renamed))
     return jobs, missing, ignored
-
-
-def ignored_report(ignored: dict[str, int]) -> list[str]:
-    """One line for the files that are not images, one for the hidden ones."""
-    lines = []
-    other = {k: v for k, v in ignored.items() if k != "hidden"}
-    if other:
-        parts = ", ".join(f"{k} ({v})" for k, v in sorted(other.items(), key=lambda kv: (-kv[1], kv[0])))
-        n = sum(other.values())
-        what = "files that are not images" if n != 1 else "file that is not an image"
-        lines.append(f"skipped {n} {what}: {parts}")
-    if ignored.get("hidden"):
-        n = ignored["hidden"]
-        lines.append(f"skipped {n} hidden file{'s' * (n != 1)} (name starting with '.')")
-    return lines
 
 
 # --------------------------------------------------------------------------- model sources
@@ -317,7 +298,7 @@ def _run(inputs, outdir, weights, model_uri, opts: Options) -> int:
     failed: list[tuple[Path, str]] = list(missing)
     for path, reason in missing:
         typer.echo(f"failed {path}: {reason}", err=True)
-    for line in ignored_report(ignored):
+    for line in unread_report(ignored):
         say(line)
     if not jobs:
         typer.echo("nothing to enhance", err=True)

@@ -147,3 +147,32 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def count_unread(path: Path, suffixes: frozenset[str], counts: dict[str, int]) -> bool:
+    """Count `path` in `counts` when a folder scan does not read it (hidden, or its suffix is not
+    in `suffixes`): by suffix, "(no suffix)" or "hidden". True when it is counted."""
+    if path.name.startswith("."):
+        counts["hidden"] = counts.get("hidden", 0) + 1
+        return True
+    if path.suffix.lower() not in suffixes:
+        key = path.suffix.lower() or "(no suffix)"
+        counts[key] = counts.get(key, 0) + 1
+        return True
+    return False
+
+
+def unread_report(counts: dict[str, int]) -> list[str]:
+    """One line for the files that are not images, one for the hidden ones: nothing is left out
+    of a folder without saying so."""
+    lines = []
+    other = {k: v for k, v in counts.items() if k != "hidden"}
+    if other:
+        parts = ", ".join(f"{k} ({v})" for k, v in sorted(other.items(), key=lambda kv: (-kv[1], kv[0])))
+        n = sum(other.values())
+        what = "files that are not images" if n != 1 else "file that is not an image"
+        lines.append(f"skipped {n} {what}: {parts}")
+    if counts.get("hidden"):
+        n = counts["hidden"]
+        lines.append(f"skipped {n} hidden file{'s' * (n != 1)} (name starting with '.')")
+    return lines

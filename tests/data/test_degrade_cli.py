@@ -191,3 +191,16 @@ def test_same_output_name_is_reported(photos, tmp_path):
 def test_listed_in_cli_help():
     res = CliRunner().invoke(app, ["--help"])
     assert res.exit_code == 0 and "degrade" in res.output
+
+
+def test_folder_files_that_are_not_read_are_counted_and_reported(photos, tmp_path):
+    (photos / "notes.txt").write_text("x")
+    (photos / "sub" / "anim.gif").write_bytes(b"GIF89a")
+    (photos / ".DS_Store").write_bytes(b"\0")
+    out = tmp_path / "out"
+    res = run(photos, out, "--profile", "paper", "--quality", 20, *PARAMS)
+    assert res.exit_code == 0, res.output
+    assert "2 degraded" in res.stdout
+    assert "skipped 2 files that are not images: .gif (1), .txt (1)" in res.stderr
+    assert "skipped 1 hidden file" in res.stderr
+    assert report(out)["not_read"] == {".gif": 1, ".txt": 1, "hidden": 1}
