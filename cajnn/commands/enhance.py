@@ -2,6 +2,7 @@
 
     cajnn enhance photo.jpg more_photos/ -o enhanced/ --weights models/cajnn.safetensors
     cajnn enhance photo.jpg -o enhanced/ --model models:/cajnn@champion
+    cajnn enhance photo.jpg -o enhanced/     (no model option: the local registry's champion)
     cajnn enhance shots/ -o big/ --weights W --format auto --outscale 2 --suffix _x2 --skip-existing
 
 Files and folders (searched recursively; the subfolder structure is kept under OUTDIR). A folder's
@@ -181,9 +182,40 @@ def _weights_from_mlflow(uri: str, workdir: Path) -> Path:
     return weights
 
 
-def load_model(weights: Path | None, model_uri: str | None, workdir: Path):
-    if (weights is None) == (model_uri is None):
-        raise UsageError("give exactly one of --weights FILE or --model URI")
+LOCAL_REGISTRY = "mlflow/mlflow.db"  # where `make run` keeps its MLflow store (relative to the project)
+DEFAULT_MODEL_NAME = "cajnn"
+
+
+def local_champion(name: str = DEFAULT_MODEL_NAME) -> tuple[str, str] | None:
+    """(model URI, a line saying which) of the registry's champion, when there is a registry:
+    `MLFLOW_TRACKING_URI`, else `make run`'s store in the current folder. None when there is no
+    registry or no champion in it."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (f"sqlite:///{LOCAL_REGISTRY}" if Path(LOCAL_REGISTRY).is_file()
+                                                    else None)
+    if uri is None:
+        return None
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    try:
+        from mlflow import MlflowClient
+
+        mv = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(name, "champion")
+    except Exception:  # no such model or alias, or no reachable store: there is no champion to use
+        return None
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # where _weights_from_mlflow downloads it from
+    return f"models:/{name}@champion", f"model: the local registry's champion, {name} version {mv.version} ({uri})"
+
+
+def load_model(weights: Path | None, model_uri: str | None, workdir: Path, say=None):
+    if weights is not None and model_uri is not None:
+        raise UsageError("give one of --weights FILE or --model URI, not both")
+    if weights is None and model_uri is None:
+        found = local_champion()
+        if found is None:
+            raise UsageError("no model: give --weights FILE or --model URI, or run `make run` first (its registry's "
+                             f"champion, {LOCAL_REGISTRY} or MLFLOW_TRACKING_URI, is used when no model is given)")
+        model_uri, line = found
+        if say is not None:
+            say(line)
     from cajnn.weights import load_weights
 
     path = weights if weights is not None else _weights_from_mlflow(model_uri, workdir)
@@ -292,7 +324,7 @@ def _run(inputs, outdir, weights, model_uri, opts: Options) -> int:
         torch.set_num_threads(opts.threads)
 
     with tempfile.TemporaryDirectory(prefix="cajnn-model-") as tmp:
-        net = load_model(weights, model_uri, Path(tmp))
+        net = load_model(weights, model_uri, Path(tmp), say)
 
     jobs, missing, ignored = plan_jobs(inputs, outdir, ext, opts.suffix)
     failed: list[tuple[Path, str]] = list(missing)

@@ -177,6 +177,19 @@ def test_cli_enhance_folder_with_a_corrupt_file(project, first_repro, tmp_path):
     assert Image.open(tmp_path / "out" / "a.png").size == (451 * 4, 300 * 4)
 
 
+def test_cli_enhance_without_a_model_option_uses_the_local_champion(project, first_repro, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(tmp_path / "s.png")
+    proc = subprocess.run([sys.executable, "-m", "cajnn.cli", "enhance", str(tmp_path / "s.png"), "-o",
+                           str(tmp_path / "out")], cwd=project, capture_output=True, text=True, env=project_env(),
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    champion = json.loads((project / "reports" / "registry.json").read_text())["champion"]
+    assert f"the local registry's champion, cajnn version {champion} (sqlite:///mlflow/mlflow.db)" in proc.stderr
+    assert Image.open(tmp_path / "out" / "s.png").size == (40, 48)
+
+
 def test_dvc_push_to_s3_then_pull_into_a_fresh_clone_restores_patches_and_model(project, first_repro, moto_endpoint,
                                                                                   tmp_path):
     """Two machines share data and models through a DVC remote: the real S3 protocol (moto)."""

@@ -137,8 +137,8 @@ def test_missing_input_is_reported_while_others_are_done(tmp_path, weights):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "exactly one of --weights FILE or --model URI"),
-        (["--weights", "{w}", "--model", "models:/cajnn@champion"], "exactly one of"),
+        ([], "no model: give --weights FILE or --model URI, or run `make run` first"),
+        (["--weights", "{w}", "--model", "models:/cajnn@champion"], "not both"),
         (["--weights", "{tmp}/missing.safetensors"], "cannot load weights"),
         (["--weights", "{w}", "--format", "gif"], "--format 'gif'"),
         (["--weights", "{w}", "--quality", "80"], "--quality applies to --format jpeg or webp"),
@@ -148,7 +148,9 @@ def test_missing_input_is_reported_while_others_are_done(tmp_path, weights):
         (["--weights", "{w}", "--suffix", "a/b"], "must not contain a path separator"),
     ],
 )
-def test_usage_errors_exit_2_with_a_message(tmp_path, weights, args, message):
+def test_usage_errors_exit_2_with_a_message(tmp_path, weights, args, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no mlflow/mlflow.db here: no local champion to fall back on
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     write(tmp_path / "x.png", rgb(4, 4))
     args = [a.format(w=weights, tmp=tmp_path) for a in args]
     res = cli(tmp_path / "x.png", "-o", tmp_path / "o", *args)
