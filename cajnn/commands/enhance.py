@@ -205,9 +205,13 @@ def local_champion(name: str = DEFAULT_MODEL_NAME) -> tuple[str, str] | None:
     return f"models:/{name}@champion", f"model: the local registry's champion, {name} version {mv.version} ({uri})"
 
 
-def load_model(weights: Path | None, model_uri: str | None, workdir: Path, say=None):
+def load_model(weights: Path | None, model_uri: str | None, workdir: Path, say=None, champion_default: bool = False):
+    """The network from a weights file or an MLflow model URI; with neither and
+    `champion_default`, the local registry's champion (:func:`local_champion`), said via `say`."""
     if weights is not None and model_uri is not None:
         raise UsageError("give one of --weights FILE or --model URI, not both")
+    if weights is None and model_uri is None and not champion_default:
+        raise UsageError("give one of --weights FILE or --model URI")
     if weights is None and model_uri is None:
         found = local_champion()
         if found is None:
@@ -324,7 +328,7 @@ def _run(inputs, outdir, weights, model_uri, opts: Options) -> int:
         torch.set_num_threads(opts.threads)
 
     with tempfile.TemporaryDirectory(prefix="cajnn-model-") as tmp:
-        net = load_model(weights, model_uri, Path(tmp), say)
+        net = load_model(weights, model_uri, Path(tmp), say, champion_default=True)
 
     jobs, missing, ignored = plan_jobs(inputs, outdir, ext, opts.suffix)
     failed: list[tuple[Path, str]] = list(missing)
