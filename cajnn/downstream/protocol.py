@@ -15,7 +15,7 @@ from cajnn.downstream.faces import HaarFaceDetector, average_precision, build_fa
 from cajnn.downstream.ocr import Tesseract, char_error_rate, word_accuracy
 from cajnn.downstream.words import build_word_images, x_height
 from cajnn.evaluation import degrade_for_test
-from cajnn.inference import enhance, enhance_many
+from cajnn.inference import enhance_many
 
 # Table II rows (paper's names) and Table III rows, in order.
 TEXT_CONDITIONS = {
@@ -97,7 +97,7 @@ def run_downstream(model: nn.Module, cfg: DownstreamConfig, progress=None) -> Do
         step(f"text QF {qf}")
         if scenes:
             lr = [degrade_for_test(s.hr, cfg.scale, qf, cfg.subsampling) for s in scenes]
-            sr, sec = _time(lambda: [enhance(x, model, tile=0) for x in lr])
+            sr, sec = _time(enhance_many, lr, model)
             sr_seconds += sec
             sr_pixels += sum(x.shape[0] * x.shape[1] for x in lr)
             detect(f"faces/qf{qf}/lr", lr, float(cfg.scale))

@@ -44,14 +44,13 @@ def load_words(path: str | Path, n: int, rng: np.random.Generator) -> list[str]:
     return [words[i] for i in sorted(rng.choice(len(words), size=n, replace=False))]
 
 
-def _fonts(paths: list[str]):
-    from PIL import ImageFont
-
+def check_fonts(paths: list[str]) -> list[str]:
+    """`paths`, or an error naming the Debian packages when any font file is missing."""
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise DownstreamDataError(f"fonts not found: {', '.join(missing)} (Debian: fonts-dejavu-core "
                                   "fonts-liberation; make setup installs them)")
-    return paths, ImageFont
+    return paths
 
 
 def background_source():
@@ -116,7 +115,7 @@ def build_word_images(cfg: DownstreamConfig) -> list[WordImage]:
     from PIL import ImageFont
 
     rng = np.random.default_rng([cfg.seed, 1])
-    fonts, _ = _fonts(cfg.fonts)
+    fonts = check_fonts(cfg.fonts)
     words = load_words(cfg.word_list, cfg.words, rng)
     photos = background_source()
     out = []

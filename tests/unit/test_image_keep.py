@@ -57,25 +57,26 @@ def gray_sr(net, gray8: np.ndarray) -> np.ndarray:
     return enhance(np.repeat(gray8[:, :, None], 3, axis=2), net, device="cpu").astype(np.float64).mean(axis=2)
 
 
+def enhanced(tmp_path, weights, image: np.ndarray, name: str, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """Save `image` as `name`, enhance it, check the output's mode and size, return its pixels."""
+    Image.fromarray(image).save(tmp_path / name)
+    out, _ = run_one(tmp_path, weights, tmp_path / name)
+    with Image.open(out) as im:
+        assert im.mode == mode and im.size == size
+        return np.asarray(im)
+
+
 def test_rgba_keeps_its_alpha_upscaled_on_its_own(tmp_path, weights, net):
     rgba = noise((9, 11, 4), 1)
     rgba[:3, :, 3] = 0  # a transparent band
-    Image.fromarray(rgba).save(tmp_path / "a.png")
-    out, _ = run_one(tmp_path, weights, tmp_path / "a.png")
-    with Image.open(out) as im:
-        assert im.mode == "RGBA" and im.size == (44, 36)
-        got = np.asarray(im)
+    got = enhanced(tmp_path, weights, rgba, "a.png", "RGBA", (44, 36))
     np.testing.assert_array_equal(got[:, :, 3], matlab_imresize(rgba[:, :, 3], 4))
     np.testing.assert_array_equal(got[:, :, :3], enhance(np.ascontiguousarray(rgba[:, :, :3]), net, device="cpu"))
 
 
 def test_la_and_l_stay_gray(tmp_path, weights, net):
     la = noise((8, 7, 2), 2)
-    Image.fromarray(la).save(tmp_path / "la.png")
-    out, _ = run_one(tmp_path, weights, tmp_path / "la.png")
-    with Image.open(out) as im:
-        assert im.mode == "LA" and im.size == (28, 32)
-        got = np.asarray(im)
+    got = enhanced(tmp_path, weights, la, "la.png", "LA", (28, 32))
     np.testing.assert_array_equal(got[:, :, 1], matlab_imresize(la[:, :, 1], 4))
     np.testing.assert_array_equal(got[:, :, 0], np.rint(gray_sr(net, np.ascontiguousarray(la[:, :, 0]))))
 
