@@ -1,5 +1,8 @@
 """Safe extraction of zip and tar archives: image files only, nothing outside the destination.
 
+Debian packages (`.deb`, an `ar` archive whose `data.tar.*` member holds the files) are read as
+that tar: `mate-backgrounds` comes as one (docs/data.md).
+
 An archive is REJECTED as a whole (:class:`UnsafeArchiveError`) when any entry -- selected or
 not -- has an absolute path, a drive letter, a `..` component, or is a link whose target leaves
 the archive's root. For tar archives the standard library's `tarfile.data_filter` is applied
@@ -10,7 +13,9 @@ fresh staging folder and discard it on error, so a rejected archive leaves no ou
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import posixpath
 import stat
 import tarfile
@@ -148,11 +153,57 @@ _TAR_FILTER_ERRORS = (
 )
 
 
-def _extract_tar(archive: Path, router: _Router, label: str, progress: bool) -> None:
+AR_MAGIC = b"!<arch>\n"
+
+
+def deb_data_member(archive: Path, label: str) -> tuple[int, int]:
+    """(offset, size) of a Debian package's `data.tar.*` member.
+
+    A .deb is a Unix `ar` archive: an 8-byte magic, then per member a 60-byte ASCII header
+    (name 16, mtime 12, uid 6, gid 6, mode 8, size 10, end "`\\n") and its data padded to an
+    even length (deb(5)). No library for this is in the pinned stack, and it is only this.
+    """
+    with open(archive, "rb") as fh:
+        if fh.read(8) != AR_MAGIC:
+            raise FetchError(f"{label}: {archive.name} is not a Debian package (no ar header)")
+        while header := fh.read(60):
+            if len(header) < 60 or header[58:60] != b"`\n":
+                raise FetchError(f"{label}: {archive.name} is corrupt (bad ar member header); delete it and rerun")
+            name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+            size = int(header[48:58].decode("ascii").strip() or 0)
+            if name.startswith("data.tar"):
+                return fh.tell(), size
+            fh.seek(size + (size & 1), 1)
+    raise FetchError(f"{label}: {archive.name} has no data.tar member; is it a Debian package?")
+
+
+class _Slice(io.RawIOBase):
+    """Read-only view of `size` bytes at `offset` of an open file (a tar inside an ar archive)."""
+
+    def __init__(self, fh: IO[bytes], offset: int, size: int):
+        self.fh, self.left = fh, size
+        fh.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = self.fh.readinto(memoryview(buf)[: min(len(buf), self.left)])
+        self.left -= n
+        return n
+
+
+def _extract_tar(archive: Path, router: _Router, label: str, progress: bool, byte_range: tuple[int, int] | None = None) -> None:
     # One streaming pass (multi-GB tars are read once): an unsafe member found late aborts the
-    # extraction and the caller discards the staged output.
+    # extraction and the caller discards the staged output. `byte_range`: the tar is that part of the file.
     fake_dest = "/cajnn-extract-check"
-    with tarfile.open(archive, "r:*") as tf, _bar(archive, label, None, progress) as bar:
+    with contextlib.ExitStack() as stack:
+        if byte_range is None:
+            tf = stack.enter_context(tarfile.open(archive, "r:*"))
+        else:
+            raw = stack.enter_context(_Slice(stack.enter_context(open(archive, "rb")), *byte_range))
+            tf = stack.enter_context(tarfile.open(fileobj=io.BufferedReader(raw), mode="r|*"))
+        bar = stack.enter_context(_bar(archive, label, None, progress))
         for member in tf:
             name = safe_name(member.name, archive, label)
             if member.issym() or member.islnk():
@@ -186,10 +237,12 @@ def extract(archive: Path, selections: dict[str, Path], *, label: str, progress:
         # that ends with a zip member must not be read as that zip
         if magic.startswith(b"PK") and zipfile.is_zipfile(archive):
             _extract_zip(archive, router, label, progress)
+        elif magic == AR_MAGIC[:4]:
+            _extract_tar(archive, router, label, progress, deb_data_member(archive, label))
         elif tarfile.is_tarfile(archive):
             _extract_tar(archive, router, label, progress)
         else:
-            raise FetchError(f"{label}: {archive} is neither a zip nor a tar archive")
+            raise FetchError(f"{label}: {archive} is neither a zip, a tar nor a Debian package")
     except (zipfile.BadZipFile, tarfile.ReadError, EOFError) as exc:
         raise FetchError(f"{label}: {archive} is corrupt ({exc}); delete it and rerun") from None
     return router.results
