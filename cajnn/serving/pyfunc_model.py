@@ -7,12 +7,18 @@ A value may be
 
 * a string: base64 of an encoded image (PNG, JPEG, WebP, ...) -- what a serving request sends;
 * bytes: the encoded image itself;
-* a uint8 array (H, W, 3), (H, W) grey or (H, W, 4) RGBA (alpha dropped), or the same as nested
-  lists (a JSON request).
+* a uint8 array (H, W, 3) RGB, (H, W) or (H, W, 1) grey, (H, W, 2) grey + alpha or (H, W, 4)
+  RGBA, or the same as nested lists (a JSON request).
+
+An image keeps what `cajnn enhance` keeps (:mod:`cajnn.data.image_meta`, the same code):
+transparency (the colour goes through the network, the alpha plane is upscaled on its own),
+grayscale, 16-bit depth (PNG), the ICC profile and EXIF (orientation applied once). So an RGBA
+PNG comes back as an RGBA PNG, a grey one as grey.
 
 Output: a DataFrame with `image`, `width` and `height` of each enhanced (x4) image. `image` is
-base64 PNG for encoded inputs and a uint8 (H, W, 3) array for array inputs (`output` param:
-`auto` | `png` | `array`).
+base64 PNG for encoded inputs and a uint8 array for array inputs (`output` param: `auto` |
+`png` | `array`): (h, w, 3) RGB, (h, w, 4) RGBA, (h, w, 2) grey + alpha or (h, w) grey
+(uint16 for a 16-bit PNG input).
 
 Params: `tile` (LR tile in pixels, 0 = automatic), `self_ensemble` (8-way, slower),
 `output` (see above).
@@ -28,6 +34,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
+import tempfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,12 +44,34 @@ from mlflow.pyfunc import PythonModel
 
 import mlflow
 
+if TYPE_CHECKING:
+    from cajnn.data.image_meta import KeptImage
+
 OUTPUTS = ("auto", "png", "array")
 
 
-def decode_image(value) -> tuple[np.ndarray, bool]:
-    """One `image` value -> ((H, W, 3) uint8 RGB, was_encoded)."""
-    from PIL import Image, ImageOps
+def _read_encoded(data: bytes) -> KeptImage:
+    """Encoded image bytes -> what `cajnn enhance` reads of a file (:func:`read_image`, whose
+    checks and 16-bit reader work on a path: the bytes go through a temporary file)."""
+    from cajnn.data.image_io import ImageLoadError
+    from cajnn.data.image_meta import read_image
+
+    fd, name = tempfile.mkstemp(prefix="cajnn-serve-", suffix=".img")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return read_image(name)
+    except ImageLoadError as exc:
+        what = "image too large" if "decompression bomb" in exc.reason else "cannot decode image bytes"
+        raise ValueError(f"{what}: {exc.reason}") from None
+    finally:
+        os.unlink(name)
+
+
+def decode_image(value) -> tuple[KeptImage, bool]:
+    """One `image` value -> (its :class:`~cajnn.data.image_meta.KeptImage`: colour, alpha, ICC,
+    EXIF; was_encoded)."""
+    from cajnn.data.image_meta import KeptImage
 
     if isinstance(value, str):
         if not value.strip():
@@ -52,34 +83,43 @@ def decode_image(value) -> tuple[np.ndarray, bool]:
     if isinstance(value, (bytes, bytearray, memoryview)):
         if not value:
             raise ValueError("image bytes are empty")
-        try:
-            with Image.open(io.BytesIO(bytes(value))) as img:
-                return np.asarray(ImageOps.exif_transpose(img).convert("RGB")), True
-        except Image.DecompressionBombError as exc:
-            raise ValueError(f"image too large: {exc}") from None
-        except OSError as exc:
-            raise ValueError(f"cannot decode image bytes: {exc}") from None
+        return _read_encoded(bytes(value)), True
     arr = np.asarray(value)
     if arr.dtype == object or arr.ndim not in (2, 3):
-        raise ValueError(f"expected an (H, W[, 3|4]) image array, got shape {arr.shape} ({arr.dtype})")
+        raise ValueError(f"expected an (H, W[, 1|2|3|4]) image array, got shape {arr.shape} ({arr.dtype})")
     if arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.number) or arr.size and (arr.min() < 0 or arr.max() > 255):
             raise ValueError(f"image array values must be uint8 (0..255), got {arr.dtype}")
         arr = arr.astype(np.uint8)
     if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    if arr.shape[2] != 3:
-        raise ValueError(f"image array must have 1, 3 or 4 channels, got {arr.shape[2]}")
-    return np.ascontiguousarray(arr), False
+        arr = arr[:, :, None]
+    channels = arr.shape[2]
+    if channels not in (1, 2, 3, 4):
+        raise ValueError(f"image array must have 1, 2, 3 or 4 channels, got {channels}")
+    if min(arr.shape[:2]) < 1:
+        raise ValueError(f"image array is empty: shape {arr.shape}")
+    colour = arr[:, :, :1] if channels <= 2 else arr[:, :, :3]
+    alpha = np.ascontiguousarray(arr[:, :, -1]) if channels in (2, 4) else None
+    return KeptImage(np.ascontiguousarray(colour), alpha), False
 
 
-def encode_png(image: np.ndarray) -> str:
+def encode_png(image: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> str:
+    """Base64 PNG of an (H, W[, C]) array (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA; uint8,
+    or uint16 for a 16-bit PNG), with the ICC profile and EXIF when given."""
     from PIL import Image
 
+    from cajnn.data.image_meta import png16_bytes
+
+    arr = image if image.ndim == 3 else image[:, :, None]
+    if arr.dtype == np.uint16:
+        return base64.b64encode(png16_bytes(arr, icc=icc, exif=exif, level=1)).decode("ascii")
+    kwargs: dict = {}
+    if icc is not None:
+        kwargs["icc_profile"] = icc
+    if exif is not None:
+        kwargs["exif"] = exif
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(buf, format="PNG", compress_level=1, **kwargs)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -114,6 +154,7 @@ class CAJNNPyfunc(PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 
     def _predict(self, model_input, params: dict) -> pd.DataFrame:
+        from cajnn.data.image_meta import finish
         from cajnn.inference import enhance
 
         output = params.get("output") or "auto"
@@ -124,13 +165,18 @@ class CAJNNPyfunc(PythonModel):
         rows = []
         for i, value in enumerate(_images(model_input)):
             try:
-                rgb, encoded = decode_image(value)
+                kept, encoded = decode_image(value)
             except ValueError as exc:
                 raise ValueError(f"row {i}: {exc}") from None
-            out = enhance(rgb, self.model, tile=tile, self_ensemble=self_ensemble)
+            sr = enhance(kept.network_input(), self.model, tile=tile, self_ensemble=self_ensemble)
+            out = finish(kept, sr)  # alpha upscaled on its own, grey kept: as `cajnn enhance`
+            del sr
             as_png = output == "png" or (output == "auto" and encoded)
-            rows.append({"image": encode_png(out) if as_png else out,
-                         "width": int(out.shape[1]), "height": int(out.shape[0])})
+            if as_png:
+                image = encode_png(out, icc=kept.icc, exif=kept.exif)
+            else:
+                image = out[:, :, 0] if out.shape[2] == 1 else out
+            rows.append({"image": image, "width": int(out.shape[1]), "height": int(out.shape[0])})
         return pd.DataFrame(rows, columns=["image", "width", "height"])
 
 
