@@ -5,7 +5,7 @@
 tiles sized from the memory that is available (:func:`plan_tiles`), each run with ``overlap``
 LR pixels of extra context on every side so that seams are invisible. Optional: the 8-way
 self-ensemble of the paper's Table I ("self-ensembled" rows), bf16 autocast (GPU, or a CPU with
-AVX-512 BF16 / AMX), and the device (``auto | cpu | cuda``).
+AVX-512 BF16 / AMX), fp16 autocast (CUDA only), and the device (``auto | cpu | cuda``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,13 @@ CPU_MEMORY_CAP = 2 * 2**30
 #: Smallest automatic tile (LR pixels): below this the overlap dominates the work.
 MIN_AUTO_TILE = 32
 
-DTYPES = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+DTYPES = {
+    "fp32": None, "float32": None,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16,
+}
+#: Autocast dtypes whose activations take 2 bytes (the memory estimate of :func:`plan_tiles`).
+HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
 # --------------------------------------------------------------------------- device and dtype
@@ -95,17 +101,26 @@ def cpu_supports_bf16() -> bool:
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``dtype`` (``fp32`` -> None: no autocast; ``bf16`` ->
-    ``torch.bfloat16``). bf16 on a CPU without native bf16 (or a GPU without it) warns and
-    returns None (fp32). Unknown names raise ``ValueError``."""
+    ``torch.bfloat16``; ``fp16`` -> ``torch.float16``). bf16 on a CPU without native bf16 (or a
+    GPU without it) warns and returns None (fp32). fp16 is for CUDA devices only: on a CPU it
+    raises ``ValueError`` (CPU fp16 convolutions are slow and not what bf16 hardware runs);
+    it does not touch the GPU, so it can be checked without one. Unknown names raise
+    ``ValueError``."""
     if dtype is None or dtype == torch.float32:
         return None
     if dtype == torch.bfloat16:
         dtype = "bf16"
+    elif dtype == torch.float16:
+        dtype = "fp16"
     if not isinstance(dtype, str) or dtype.lower() not in DTYPES:
-        raise ValueError(f"dtype {dtype!r}: use fp32 or bf16")
+        raise ValueError(f"dtype {dtype!r}: use fp32, bf16 or fp16 (CUDA only)")
     amp = DTYPES[dtype.lower()]
     if amp is None:
         return None
+    if amp == torch.float16:
+        if device.type != "cuda":
+            raise ValueError("fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        return amp
     if device.type == "cuda":
         ok, where = torch.cuda.is_bf16_supported(), f"GPU {torch.cuda.get_device_name(device)}"
     else:
@@ -211,7 +226,7 @@ def plan_tiles(
     dev = resolve_device(device)
     cfg = _model_config(model)
     scale = int(cfg.get("scale", 4))
-    act = 2 if dtype == torch.bfloat16 else 4
+    act = 2 if dtype in HALF_DTYPES else 4
     fixed = _image_bytes(height, width, scale, dev) + _param_bytes(model, dev)
 
     def peak(th: int, tw: int) -> int:
@@ -307,8 +322,9 @@ def enhance(
         self_ensemble: mean of the 8 flips/rotations, each undone (8x slower).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``. The model is
             moved there in place.
-        dtype: ``fp32`` or ``bf16`` (autocast; on a CPU only with AVX-512 BF16 / AMX, else a
-            ``RuntimeWarning`` and fp32).
+        dtype: ``fp32``, ``bf16`` (autocast; on a CPU only with AVX-512 BF16 / AMX, else a
+            ``RuntimeWarning`` and fp32) or ``fp16`` (autocast, CUDA only: ``ValueError`` on a
+            CPU; a non-finite output, i.e. an fp16 overflow, raises ``RuntimeError``).
         channels_last: run in NHWC memory layout (faster on CPU and GPU; results equal up to
             float rounding).
         memory_budget: bytes automatic tiling may plan for (default: half the available
@@ -346,6 +362,8 @@ def enhance(
                             f"model returned {tuple(sr.shape)} for a {yb - ya}x{xb - xa} input; "
                             f"expected scale {scale} (model.config['scale'])"
                         )
+                    if amp == torch.float16 and not bool(torch.isfinite(sr).all()):
+                        raise RuntimeError("fp16 overflowed (non-finite output); use bf16 or fp32")
                     crop = sr[:, :, (y0 - ya) * scale : (y1 - ya) * scale, (x0 - xa) * scale : (x1 - xa) * scale]
                     out_t[y0 * scale : y1 * scale, x0 * scale : x1 * scale].copy_(_to_uint8_hwc(crop))
                     del sr, crop
@@ -399,6 +417,8 @@ def enhance_many(images: list[np.ndarray], model: nn.Module, *, multiple: int = 
 __all__ = [
     "CPU_MEMORY_CAP",
     "DEFAULT_OVERLAP",
+    "DTYPES",
+    "HALF_DTYPES",
     "MEMORY_FRACTION",
     "TilePlan",
     "available_memory",

@@ -487,11 +487,52 @@ def test_resolve_dtype():
     cpu = torch.device("cpu")
     assert resolve_dtype("fp32", cpu) is None and resolve_dtype(None, cpu) is None
     assert resolve_dtype(torch.float32, cpu) is None
-    with pytest.raises(ValueError, match="fp16.*fp32 or bf16"):
-        resolve_dtype("fp16", cpu)
+    with pytest.raises(ValueError, match="fp8.*use fp32, bf16 or fp16"):
+        resolve_dtype("fp8", cpu)
     if cpu_supports_bf16():
         assert resolve_dtype("bf16", cpu) is torch.bfloat16
         assert resolve_dtype("BF16", cpu) is torch.bfloat16
+
+
+@pytest.mark.parametrize("name", ["fp16", "FP16", "float16", torch.float16])
+def test_fp16_on_cpu_is_a_clear_error(micro, name):
+    msg = "fp16 needs a CUDA device; use bf16 or fp32 on CPU"
+    with pytest.raises(ValueError, match=msg):
+        resolve_dtype(name, torch.device("cpu"))
+    with pytest.raises(ValueError, match=msg):
+        enhance(image(8, 8), micro, device="cpu", dtype=name)
+
+
+@pytest.mark.parametrize("name", ["fp16", "float16", torch.float16])
+def test_fp16_resolves_on_cuda_without_touching_the_gpu(name, monkeypatch):
+    # No CUDA call is needed to pick fp16 (unlike bf16, which asks the GPU whether it has it):
+    # this holds on machines without a GPU too.
+    def no_gpu(*args, **kwargs):
+        raise AssertionError("resolve_dtype('fp16') queried the GPU")
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", no_gpu)
+    monkeypatch.setattr(torch.cuda, "get_device_name", no_gpu)
+    assert resolve_dtype(name, torch.device("cuda")) is torch.float16
+    assert resolve_dtype(name, torch.device("cuda:1")) is torch.float16
+
+
+def test_half_dtypes_plan_two_bytes_per_activation():
+    net = build_model("cpu-small")
+    kw = dict(device="cpu", tile=0)
+    fp32 = plan_tiles(300, 400, net, **kw).estimated_bytes
+    bf16 = plan_tiles(300, 400, net, dtype=torch.bfloat16, **kw).estimated_bytes
+    fp16 = plan_tiles(300, 400, net, dtype=torch.float16, **kw).estimated_bytes
+    assert fp16 == bf16 < fp32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 autocast runs on CUDA only")
+def test_fp16_autocast_on_cuda(micro):
+    x = image(24, 31, seed=6)
+    y16 = enhance(x, micro, device="cuda", dtype="fp16")
+    y32 = enhance(x, micro, device="cuda", dtype="fp32")
+    micro.to("cpu")
+    assert y16.shape == y32.shape and y16.dtype == np.uint8
+    assert psnr(y16, y32) >= 40.0  # fp16 keeps ~3.3 significant digits
 
 
 def test_cpu_bf16_detection_reads_cpu_flags(monkeypatch):
