@@ -5,7 +5,7 @@ VENV := .venv
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test repro ui lock clean params serve
+.PHONY: setup run test repro ui lock clean params serve shipped-model
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,12 @@ SERVE_PORT ?= 5001
 serve: setup
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///mlflow/mlflow.db} \
 	  $(VENV)/bin/mlflow models serve -m models:/cajnn@champion --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
+
+## shipped-model: retrain the model shipped in the package (about 70 min on 2 cores; a rerun after
+## an interruption resumes from its last checkpoint), then export it into cajnn/shipped/cpu-base
+shipped-model: setup
+	dvc exp run -S preset=cpu-base -n cpu-base-$$(date +%Y%m%d-%H%M)
+	$(VENV)/bin/python -m cajnn.shipped.export --name cpu-base
 
 ## lock: re-resolve the direct dependencies and rewrite requirements.lock (maintainers only)
 lock:

@@ -1,5 +1,7 @@
 """DVC stage `register`: log the trained model to MLflow as a pyfunc, register a version,
 set `challenger`, and promote it to `champion` under the policy in `cajnn.serving.registry`.
+An empty registry first gets the shipped model (`register.seed_champion`) as its champion, so
+the trained model is a challenger from the first run on.
 
 The challenger's numbers are the evaluate stage's (reports/metrics.json, CAJNN rows without
 self-ensemble); the champion is scored again here on the same frozen evaluation sets. The
@@ -14,7 +16,7 @@ import json
 
 from cajnn.serving.registry import (
     downstream_gate, eval_set_datasets, log_pyfunc, model_card, model_metrics_from, psnr_from_metrics, register, score_weights,
-    sets_fingerprint,
+    seed_champion, sets_fingerprint,
 )
 from cajnn.tracking import log_datasets, read_run_file, setup_tracking
 from pipelines._common import ROOT, stage, write_json
@@ -37,6 +39,11 @@ def main() -> None:
         run = client.get_run(run_id)
         sets = sets_fingerprint(params.evaluate, ROOT)
         log_datasets(client, run_id, [(d, "evaluation") for d in eval_set_datasets(params.evaluate, ROOT, sets)])
+        scorer = lambda w: score_weights(w, params.evaluate, ROOT)  # noqa: E731
+        seeded = seed_champion(cfg.seed_champion, cfg, scorer, sets) if cfg.seed_champion else None
+        if seeded:
+            print(f"[register] empty registry: shipped model {cfg.seed_champion} registered as {cfg.model_name} "
+                  f"version {seeded['version']}, champion (mean PSNR-Y {seeded['decision']['challenger_mean']:.3f} dB)")
         weights = ROOT / params.evaluate.weights
         card = model_card(
             json.loads(weights.with_suffix(".json").read_text()),
@@ -51,9 +58,11 @@ def main() -> None:
                                    cfg.max_word_acc_drop)
         record = register(
             model_uri, run_id, psnr, cfg, gate=gate,
-            scorer=lambda w: score_weights(w, params.evaluate, ROOT),
-            card=card, model_metrics=model_metrics_from(metrics), eval_sets=sets,
+            scorer=scorer, card=card, model_metrics=model_metrics_from(metrics), eval_sets=sets,
         )
+        if seeded:
+            record["seeded"] = {k: seeded[k] for k in ("version", "run_id", "model_uri", "challenger_psnr_y")}
+            record["seeded"]["shipped_model"] = cfg.seed_champion
         write_json(ROOT / cfg.out, record)
         d = record["decision"]
         print(

@@ -205,24 +205,45 @@ def local_champion(name: str = DEFAULT_MODEL_NAME) -> tuple[str, str] | None:
     return f"models:/{name}@champion", f"model: the local registry's champion, {name} version {mv.version} ({uri})"
 
 
-def load_model(weights: Path | None, model_uri: str | None, workdir: Path, say=None, champion_default: bool = False):
-    """The network from a weights file or an MLflow model URI; with neither and
-    `champion_default`, the local registry's champion (:func:`local_champion`), said via `say`."""
-    if weights is not None and model_uri is not None:
-        raise UsageError("give one of --weights FILE or --model URI, not both")
-    if weights is None and model_uri is None and not champion_default:
-        raise UsageError("give one of --weights FILE or --model URI")
-    if weights is None and model_uri is None:
-        found = local_champion()
-        if found is None:
-            raise UsageError("no model: give --weights FILE or --model URI, or run `make run` first (its registry's "
-                             f"champion, {LOCAL_REGISTRY} or MLFLOW_TRACKING_URI, is used when no model is given)")
-        model_uri, line = found
-        if say is not None:
-            say(line)
+def is_model_uri(model: str) -> bool:
+    """An MLflow model URI (`models:/...`, `runs:/...`, `s3://...`, a path) rather than the
+    name of a shipped model (letters, digits, '-', '_', '.')."""
+    return ":" in model or "/" in model
+
+
+def load_model(weights: Path | None, model: str | None, workdir: Path, say=None, champion_default: bool = False):
+    """The network from a weights file, an MLflow model URI or a shipped model's name; with none
+    and `champion_default`, the local registry's champion (:func:`local_champion`), else the
+    default shipped model. Which one is said via `say`."""
+    from cajnn import shipped
     from cajnn.weights import load_weights
 
-    path = weights if weights is not None else _weights_from_mlflow(model_uri, workdir)
+    if weights is not None and model is not None:
+        raise UsageError("give one of --weights FILE or --model URI|NAME, not both")
+    if weights is None and model is None and not champion_default:
+        raise UsageError("give one of --weights FILE or --model URI|NAME (a shipped model: "
+                         f"{', '.join(shipped.available()) or 'none installed'})")
+    line = None
+    if weights is None and model is None:
+        found = local_champion()
+        if found is not None:
+            model, line = found
+        elif shipped.DEFAULT in shipped.available():
+            model = shipped.DEFAULT
+            line = f"model: shipped {shipped.DEFAULT} (no registry champion here; `make run` makes one)"
+        else:
+            raise UsageError("no model: give --weights FILE or --model URI, or run `make run` first (its registry's "
+                             f"champion, {LOCAL_REGISTRY} or MLFLOW_TRACKING_URI, is used when no model is given)")
+    if model is not None and not is_model_uri(model):
+        try:
+            weights = shipped.weights_path(model)
+        except ValueError as exc:
+            raise UsageError(f"--model {model}: {exc} (or give an MLflow URI such as models:/cajnn@champion)") from None
+        line = line or f"model: shipped {model}"
+        model = None
+    if line and say is not None:
+        say(line)
+    path = weights if weights is not None else _weights_from_mlflow(model, workdir)
     try:
         return load_weights(path)
     except (FileNotFoundError, ValueError) as exc:
@@ -238,13 +259,14 @@ def enhance(
         "-o", "--outdir", help="where enhanced images go (created)", show_default=False)],
     weights: Annotated[Path | None, typer.Option(help="a .safetensors file (its .json config beside it)")] = None,
     model: Annotated[str | None, typer.Option(
-        help="an MLflow model URI, e.g. models:/cajnn@champion (uses MLFLOW_TRACKING_URI)")] = None,
+        help="a shipped model's name (cpu-base) or an MLflow model URI, e.g. models:/cajnn@champion "
+             "(uses MLFLOW_TRACKING_URI). Default: the local registry's champion, else shipped cpu-base")] = None,
     tile: Annotated[int | None, typer.Option(
         min=0, help="LR tile size in pixels; 0 = whole image; default: automatic from free memory")] = None,
     overlap: Annotated[int, typer.Option(min=0, help="LR pixels of context around each tile")] = 16,
     self_ensemble: Annotated[bool, typer.Option(help="8-way self-ensemble (8x slower, a little better)")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    dtype: Annotated[str, typer.Option(help="fp32 | bf16 (GPU, or CPU with AVX-512 BF16/AMX)")] = "fp32",
+    dtype: Annotated[str, typer.Option(help="fp32 | bf16 (GPU, or CPU with AVX-512 BF16/AMX) | fp16 (CUDA only)")] = "fp32",
     fmt: Annotated[str, typer.Option(
         "--format", help="png | jpeg | webp | auto (keep the input's png, jpeg or webp; others png)")] = "png",
     quality: Annotated[int | None, typer.Option(min=1, max=100, help="JPEG/WebP quality [default: 95]")] = None,

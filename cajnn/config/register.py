@@ -61,6 +61,10 @@ class RegisterConfig:
     # of word accuracy against the LR input it was given, at any QF of the downstream stage
     # (reports/downstream.json, paper Table II), is registered but never promoted.
     max_word_acc_drop: float | None = None
+    # The shipped model (cajnn/shipped/<name>) an EMPTY registry starts with: registered first,
+    # scored on the same sets, made champion; the trained model is then its challenger.
+    # null = the first trained model becomes champion.
+    seed_champion: str | None = "cpu-base"
     out: str = "reports/registry.json"
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
 

@@ -199,7 +199,8 @@ def log_pyfunc(weights: Path, run_id: str, step: int = 0) -> str:
     with tempfile.TemporaryDirectory(prefix="cajnn-code-") as tmp:
         # Only the package's sources travel with the model (no caches).
         code = Path(tmp) / "cajnn"
-        shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        # (the shipped models' weights stay out: the model's own weights are its artifacts)
+        shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.safetensors"))
         with mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -427,6 +428,33 @@ def _sets_tag(eval_sets: dict) -> str:
 
 
 # --------------------------------------------------------------------------- registering
+
+def seed_champion(shipped_name: str, cfg: RegisterConfig, scorer: Callable[[Path], dict[str, float]],
+                  eval_sets: dict | None = None) -> dict | None:
+    """When `cfg.model_name` has no champion, register the shipped model `shipped_name` as its
+    first version (an MLflow run `shipped-<name>` holds it) scored by `scorer` on the frozen sets;
+    being first, it becomes champion. Returns its registration record, or None when a champion
+    exists already."""
+    import mlflow
+
+    from cajnn import shipped
+
+    if champion_version(cfg.model_name) is not None:
+        return None
+    weights = shipped.weights_path(shipped_name)
+    card = shipped.card(shipped_name)
+    metrics = scorer(weights)
+    with mlflow.start_run(run_name=f"shipped-{shipped_name}", tags={
+        "source": "shipped model", "shipped_model": shipped_name, "preset": str(card.get("preset", "")),
+        "trained_in_run": str((card.get("mlflow_run") or {}).get("run_id", "")),
+        "weights_sha256": str(card.get("weights_sha256", ""))}) as run:
+        mlflow.log_params({"shipped_model": shipped_name, "model.preset": (card.get("model") or {}).get("preset"),
+                           "iterations": (card.get("training") or {}).get("iterations")})
+    uri = log_pyfunc(weights, run.info.run_id)
+    text = (weights.parent / shipped.CARD_MD).read_text()
+    return register(uri, run.info.run_id, metrics, cfg, card=text.split("\n", 1)[1].strip(),
+                    extra={"shipped_model": shipped_name}, eval_sets=eval_sets)
+
 
 def register(
     model_uri: str,

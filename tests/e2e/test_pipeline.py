@@ -98,7 +98,9 @@ def test_console_is_short_and_free_of_library_internals(first_repro):
     assert "train: 100%" in first_repro and "degrade: 100%" in first_repro
 
 
-def test_registry_has_champion_that_enhances(project, first_repro):
+def test_registry_starts_with_the_shipped_champion_and_the_trained_model_challenges_it(project, first_repro):
+    """An empty registry gets the shipped cpu-base as version 1 (champion, scored on the same
+    sets); the micro model trained here is version 2 and loses to it under the policy."""
     import pandas as pd
 
     import mlflow
@@ -107,12 +109,18 @@ def test_registry_has_champion_that_enhances(project, first_repro):
     from cajnn.serving.registry import recorded_psnr_y
 
     record = json.loads((project / "reports" / "registry.json").read_text())
-    assert record["version"] == 1 and record["champion"] == 1
+    assert record["seeded"]["version"] == 1 and record["seeded"]["shipped_model"] == "cpu-base"
+    assert "[register] empty registry: shipped model cpu-base registered as cajnn version 1, champion" in first_repro
+    assert record["version"] == 2 and record["previous_champion"] == 1
+    assert record["champion_psnr_y"] == pytest.approx(record["seeded"]["challenger_psnr_y"], abs=1e-6)  # rescored
+    assert record["champion"] == 1 and record["decision"]["promote"] is False  # a few micro iterations lose
     uri = f"sqlite:///{project / 'mlflow' / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mv = client.get_model_version_by_alias("cajnn", "champion")
-    assert str(mv.version) == "1"
+    assert str(mv.version) == "1" and mv.tags["shipped_model"] == "cpu-base"
+    assert "# Shipped model" not in mv.description and "Gains over bicubic" in mv.description
     assert recorded_psnr_y(client, mv).keys() == {"holdout/qf10", "holdout/qf20", "holdout/qf40"}
+    assert set(client.get_model_version("cajnn", "2").aliases) == {"challenger"}
     run = client.get_run(record["run_id"])
     assert "eval/holdout.qf10.cajnn.psnr_y" in run.data.metrics
     assert run.data.tags["data_manifest_sha256"]
@@ -156,8 +164,8 @@ def test_changing_a_train_param_reruns_train_and_after_only(project, first_repro
     out = run(["dvc", "repro"], project)
     assert ran(out) == ["train", "evaluate", "downstream", "register"]
     record = json.loads((project / "reports" / "registry.json").read_text())
-    assert record["version"] == 2
-    assert record["decision"]["champion_mean"] is not None  # compared with version 1
+    assert record["version"] == 3 and "seeded" not in record  # the registry has a champion now
+    assert record["decision"]["champion_mean"] is not None  # compared with the champion
 
 
 def test_cli_enhance_folder_with_a_corrupt_file(project, first_repro, tmp_path):

@@ -98,7 +98,7 @@ def test_generated_preset_overlays_finetune_on_the_base(tmp_path):
     same = {"profiles": {"paper": {"resize": "matlab_bicubic", "qf_min": 10, "qf_max": 100}}}
     assert build_preset(tmp_path, "micro", cfg, same, "", None)["degrade"]["profiles"]["paper"]["qf_max"] == 100
 
-    with pytest.raises(RetrainError, match="preset 'nope'.*known: embedded, finetune, micro, paper"):
+    with pytest.raises(RetrainError, match="preset 'nope'.*known: cpu-base, embedded, finetune, micro, paper"):
         build_preset(tmp_path, "nope", cfg, state, "", None)
 
     # installed: params.yaml is composed with it; an invalid one changes nothing

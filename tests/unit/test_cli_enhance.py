@@ -137,13 +137,14 @@ def test_missing_input_is_reported_while_others_are_done(tmp_path, weights):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "no model: give --weights FILE or --model URI, or run `make run` first"),
+        (["--model", "nope"], "--model nope: no shipped model 'nope'; shipped models: cpu-base"),
         (["--weights", "{w}", "--model", "models:/cajnn@champion"], "not both"),
         (["--weights", "{tmp}/missing.safetensors"], "cannot load weights"),
         (["--weights", "{w}", "--format", "gif"], "--format 'gif'"),
         (["--weights", "{w}", "--quality", "80"], "--quality applies to --format jpeg or webp"),
         (["--weights", "{w}", "--device", "tpu"], "device 'tpu'"),
-        (["--weights", "{w}", "--dtype", "fp16"], "fp32 or bf16"),
+        (["--weights", "{w}", "--dtype", "fp16", "--device", "cpu"], "fp16 needs a CUDA device; use bf16 or fp32 on CPU"),
+        (["--weights", "{w}", "--dtype", "fp8"], "use fp32, bf16 or fp16"),
         (["--weights", "{w}", "--outscale", "0"], "--outscale 0.0: must be a number above 0"),
         (["--weights", "{w}", "--suffix", "a/b"], "must not contain a path separator"),
     ],
@@ -156,6 +157,39 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, weights, args, message, mo
     res = cli(tmp_path / "x.png", "-o", tmp_path / "o", *args)
     assert res.exit_code == 2, res.output
     assert message in res.output
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture()
+def no_registry(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no mlflow/mlflow.db here
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def test_no_model_option_and_no_registry_uses_the_shipped_model_and_says_so(tmp_path, no_registry):
+    from cajnn import shipped
+
+    write(tmp_path / "x.png", rgb(6, 5))
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    assert "model: shipped cpu-base (no registry champion here; `make run` makes one)" in res.output
+    by_name = cli(tmp_path / "x.png", "-o", tmp_path / "n", "--model", "cpu-base")
+    assert by_name.exit_code == 0 and "model: shipped cpu-base" in by_name.output
+    expected = enhance(rgb(6, 5), load_weights(shipped.weights_path("cpu-base")), device="cpu")
+    for folder in ("o", "n"):
+        with Image.open(tmp_path / folder / "x.png") as im:
+            np.testing.assert_array_equal(np.asarray(im), expected)
+
+
+def test_without_shipped_weights_or_registry_it_says_how_to_get_a_model(tmp_path, no_registry, monkeypatch):
+    from cajnn import shipped
+
+    monkeypatch.setattr(shipped, "HERE", tmp_path / "nothing-shipped")
+    write(tmp_path / "x.png", rgb(4, 4))
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o")
+    assert res.exit_code == 2 and "no model: give --weights FILE or --model URI, or run `make run` first" in res.output
+    res = cli(tmp_path / "x.png", "-o", tmp_path / "o", "--model", "cpu-base")
+    assert res.exit_code == 2 and "shipped models: none (this installation has no shipped weights)" in res.output
     assert not (tmp_path / "o").exists()
 
 
