@@ -174,7 +174,8 @@ def main() -> None:
             init_ray(params.ray)
             t0 = time.perf_counter()
             result = fit(cfg, f"{cfg.run_name}-{key}", str(ROOT / cfg.data), val_pairs,
-                         mlflow_tracking_uri=run.tracking_uri, mlflow_run_id=run_id)
+                         mlflow_tracking_uri=run.tracking_uri, mlflow_run_id=run_id,
+                         task_resources=params.ray.task_resources)
             train_s = time.perf_counter() - t0
         except BaseException as exc:
             # The UI lists the run as stopped, not as running forever; the next attempt resumes it.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -20,3 +20,7 @@ class RayConfig:
 
     address: str = "local"
     num_cpus: int | None = None
+    # Custom resources every degrade task and every training worker asks for, e.g. {worker: 1}
+    # with `ray start --resources '{"worker": 1}'` on the worker nodes, so that the work runs
+    # there and not on the head. {} = anywhere.
+    task_resources: dict[str, float] = field(default_factory=dict)

@@ -17,6 +17,7 @@ decoders fail on.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import warnings
@@ -64,20 +65,26 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_image(path: str | os.PathLike, use: Callable[[Image.Image], _T], max_pixels: int = MAX_PIXELS) -> _T:
+def open_image(path: str | os.PathLike, use: Callable[[Image.Image], _T], max_pixels: int = MAX_PIXELS,
+               data: bytes | None = None) -> _T:
     """Decode `path` (first frame) and return ``use(image)``; any failure, in the decoder or in
-    `use`, becomes :class:`ImageLoadError` with a reason (the checks of :func:`load_rgb`)."""
+    `use`, becomes :class:`ImageLoadError` with a reason (the checks of :func:`load_rgb`).
+    With `data`, those are the file's bytes (read elsewhere, e.g. on another node) and `path`
+    only names it in messages."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ImageLoadError(path, f"cannot read file ({exc.strerror})") from None
+    if data is None:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise ImageLoadError(path, f"cannot read file ({exc.strerror})") from None
+    else:
+        size = len(data)
     if size == 0:
         raise ImageLoadError(path, "empty file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path if data is None else io.BytesIO(data)) as img:
                 w, h = img.size
                 if w * h > max_pixels:
                     raise ImageLoadError(
@@ -99,9 +106,9 @@ def open_image(path: str | os.PathLike, use: Callable[[Image.Image], _T], max_pi
         raise ImageLoadError(path, f"unreadable image ({type(exc).__name__}: {exc})") from None
 
 
-def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read `path` as an (H, W, 3) uint8 RGB array, EXIF orientation applied."""
-    rgb = open_image(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)), max_pixels)
+def load_rgb(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, data: bytes | None = None) -> np.ndarray:
+    """Read `path` (or its bytes `data`) as an (H, W, 3) uint8 RGB array, EXIF orientation applied."""
+    rgb = open_image(path, lambda img: _to_rgb(ImageOps.exif_transpose(img)), max_pixels, data)
     arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
         raise ImageLoadError(path, f"unexpected decoded shape {arr.shape}")

@@ -1,15 +1,14 @@
 """Patch shards: one Parquet file of aligned HR/LR patch pairs per source image.
 
 One shard per image keeps the `degrade` output deterministic (the name and bytes depend only on
-the image, the profile and the seed, not on how many CPUs or blocks did the work) and lets the
-stage run as independent tasks that never send pixels back to the driver.
+the image, the profile and the seed, not on how many nodes, CPUs or blocks did the work). The
+stage's tasks return each shard's bytes; the driver writes them (so a task may run on a node
+that does not share the driver's disk).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cajnn.config import DegradeConfig
-from cajnn.data.image_io import ImageLoadError, load_rgb
+from cajnn.data.image_io import ImageLoadError, load_rgb, write_atomic
 from cajnn.data.patches import patch_pairs
 from cajnn.degradation.profile import apply_plan, draw_plans, plan_label, prepare
 
@@ -69,40 +68,37 @@ class ShardResult:
     flat: int = 0  # patch positions left out as flat (degrade.min_patch_std)
 
 
-def write_table_atomic(table: pa.Table, path: Path) -> int:
-    """Write Parquet to a temp file beside `path`, then rename: never a half shard."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(
-            table,
-            tmp,
-            compression="zstd",
-            write_statistics=False,
-            use_dictionary=[c for c in table.column_names if c not in _PIXEL_COLUMNS],
-            data_page_size=_DATA_PAGE_BYTES,
-            compression_level=3,
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path.stat().st_size
+def shard_bytes(table: pa.Table) -> bytes:
+    """The Parquet file of a shard, in memory (zstd; pixel columns without dictionary)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        write_statistics=False,
+        use_dictionary=[c for c in table.column_names if c not in _PIXEL_COLUMNS],
+        data_page_size=_DATA_PAGE_BYTES,
+        compression_level=3,
+    )
+    return sink.getvalue().to_pybytes()
 
 
-def degrade_to_shard(path: str, relpath: str, out_dir: str, cfg: DegradeConfig) -> ShardResult:
-    """Load one HR image, degrade it K times per the profile, cut patch pairs, write its shard.
+def degrade_image(path: str, relpath: str, cfg: DegradeConfig, data: bytes | None = None
+                  ) -> tuple[ShardResult, bytes | None]:
+    """Load one HR image (from `path`, or its file bytes `data` read on another node), degrade
+    it K times per the profile, cut patch pairs: its shard's row and the shard's Parquet bytes
+    (None when the image is skipped).
 
     Deterministic: the draws come from a generator seeded by (seed, relpath) only, and rows are
     written in a fixed order -- by position in the clean LR image, then by draw -- so the shard's
-    bytes depend on the image, the parameters and the seed, not on which worker ran it.
-    An image that cannot be used is returned as skipped, with the reason, and writes nothing.
+    bytes depend on the image, the parameters and the seed, not on which worker or node ran it.
+    An image that cannot be used is returned as skipped, with the reason.
     """
     profile = cfg.selected_profile()
     try:
-        hr = load_rgb(path)
+        hr = load_rgb(path, data=data)
     except ImageLoadError as exc:
-        return ShardResult(relpath, None, 0, 0, [], skipped=exc.reason)
+        return ShardResult(relpath, None, 0, 0, [], skipped=exc.reason), None
     hr_pixels = int(hr.shape[0] * hr.shape[1])
     s = profile.scale
     need = cfg.patch_size + profile.compressions * profile.grid_offset  # LR pixels
@@ -111,14 +107,14 @@ def degrade_to_shard(path: str, relpath: str, out_dir: str, cfg: DegradeConfig) 
         f" ({cfg.patch_size}px LR{' + grid offsets' if need > cfg.patch_size else ''})"
     )
     if min(hr.shape[:2]) < need * s:
-        return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=too_small)
+        return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=too_small), None
     prep = prepare(hr, profile)
     del hr
     if min(prep.lr.shape[:2]) < need:
         lr_h, lr_w = prep.lr.shape[:2]
         return ShardResult(
             relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=f"{too_small} after the size cap ({lr_w}x{lr_h} LR)"
-        )
+        ), None
     rng = np.random.default_rng(stable_seed(cfg.seed, relpath))
     plans = draw_plans(profile, cfg.qualities_per_image, rng)
     rows = []
@@ -138,17 +134,16 @@ def degrade_to_shard(path: str, relpath: str, out_dir: str, cfg: DegradeConfig) 
     flat = sum(v is None for v in hr_bytes.values())
     if not rows:
         reason = f"every patch is flat (HR luma std < degrade.min_patch_std {cfg.min_patch_std:g})" if flat else too_small
-        return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=reason, flat=flat)
+        return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=reason, flat=flat), None
     rows.sort(key=lambda r: r[0])
     columns = list(zip(*(values for _, values in rows)))
     table = pa.table({name: list(col) for name, col in zip(SCHEMA.names, columns)}, schema=SCHEMA)
     del rows, columns, hr_bytes
-    name = shard_name(relpath)
-    size = write_table_atomic(table, Path(out_dir) / name)
+    data = shard_bytes(table)
     return ShardResult(
-        relpath, name, table.num_rows, size, [p[-1].quality for p in plans], [plan_label(p) for p in plans], hr_pixels,
-        flat=flat,
-    )
+        relpath, shard_name(relpath), table.num_rows, len(data), [p[-1].quality for p in plans],
+        [plan_label(p) for p in plans], hr_pixels, flat=flat,
+    ), data
 
 
 def is_flat(hr_patch: np.ndarray, min_std: float) -> bool:
@@ -220,3 +215,12 @@ def load_patch_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(HR, LR) uint8 arrays of every patch pair of a folder of shards (see :func:`load_patch_set`)."""
     patches = load_patch_set(folder)
     return patches.hr, patches.lr
+
+
+
+def degrade_to_shard(path: str, relpath: str, out_dir: str, cfg: DegradeConfig) -> ShardResult:
+    """:func:`degrade_image`, its shard written to `out_dir` (nothing for a skipped image)."""
+    res, data = degrade_image(path, relpath, cfg)
+    if data is not None:
+        write_atomic(Path(out_dir) / res.shard, lambda fh: fh.write(data))
+    return res

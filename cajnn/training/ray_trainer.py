@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from cajnn.data.shards import PatchSet, decode_patches, load_patch_set, stable_s
 from cajnn.training.progress import Poster, progress_bar
 from cajnn.training.trainer import Batch, Trainer, in_memory_batches, run
 from cajnn.training.validation import ValPair
+from cajnn.weights import load_weights
 
 VAL_METRIC = "val_psnr_y"
 
@@ -67,6 +69,20 @@ class _MlflowLogger:
             self.client.log_image(self.run_id, image, key="val_sample", step=step)
 
 
+def replica_spread(net: torch.nn.Module) -> float | None:
+    """Max - min over the data-parallel workers of a float64 checksum of the parameters (0.0
+    when the replicas agree); None without a process group (one worker)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    total = torch.stack([p.detach().double().sum() for p in net.parameters()]).sum().reshape(1).cpu()
+    hi, lo = total.clone(), -total.clone()
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    dist.all_reduce(lo, op=dist.ReduceOp.MAX)
+    return float(hi.item() + lo.item())
+
+
 class _Reporter:
     """The :func:`cajnn.training.trainer.run` callback of a Ray Train worker: MLflow metrics and
     the driver's progress bar at log points; at checkpoint points validation and the checkpoint
@@ -91,6 +107,13 @@ class _Reporter:
             # No ray.train.report here: each one is a round trip to the Train controller
             # (measured ~0.3 s on 2 cores); metrics already went to MLflow and the progress bar.
             return
+        spread = replica_spread(trainer.net)
+        if spread is not None:
+            metrics["replica_param_spread"] = spread
+            self.logger.metrics({"replica_param_spread": spread}, it)
+            if spread != 0.0:  # DDP all-reduces gradients: the replicas must stay identical
+                raise RuntimeError(f"data-parallel replicas differ at iteration {it} (parameter checksums "
+                                   f"spread {spread:g}); check that every worker runs the same code and torch")
         if self.rank == 0 and self.val_pairs:
             self.poster.post(force=True, status="validating")
             val, sample = trainer.validate(self.val_pairs)
@@ -154,8 +177,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             trainer.restore(ckpt_dir)
         print(f"[train] resuming from checkpoint at iteration {trainer.iteration}", flush=True)
         poster.post(force=True, iteration=trainer.iteration, resumed_from=trainer.iteration)
-    elif config.get("init_weights"):
-        trainer.warm_start(config["init_weights"])
+    elif config.get("init_weights") is not None:  # the driver read the file: no shared disk needed
+        trainer.warm_start(ray.get(config["init_weights"]))
     trainer.prepare(ray.train.torch.prepare_model)
     logger = _MlflowLogger(config.get("mlflow_tracking_uri"), config.get("mlflow_run_id") if rank == 0 else None)
     # Sampled here, not on the driver: this is the machine that trains (and holds the GPU),
@@ -231,7 +254,14 @@ def train_dataset(shards: list[str]):
     # Otherwise blocks come in the order their read tasks finish, and the same seed would see
     # other batches on each run: training must be reproducible on CPU.
     ctx.execution_options.preserve_order = True
-    return ray.data.read_parquet(shards)
+    # `local://`: the read tasks run on the driver's node, where the shards are; the blocks reach
+    # the workers through the object store. Ray Data 2.60's newer file datasource (V2) does not
+    # keep its file listing and footer reads on that node, so a worker node without the
+    # driver's disk fails with FileNotFoundError: the V1 path pins them.
+    ctx.use_datasource_v2 = False
+    with warnings.catch_warnings():  # Ray 2.60 plans to drop `local://` in 2027: then s3:// shards
+        warnings.filterwarnings("ignore", message=".*local://.*deprecated")
+        return ray.data.read_parquet([f"local://{os.path.abspath(s)}" for s in shards])
 
 
 def fit(
@@ -243,11 +273,15 @@ def fit(
     mlflow_run_id: str | None = None,
     max_failures: int = 2,
     progress: bool = True,
+    task_resources: dict[str, float] | None = None,
 ) -> TrainResult:
     """Train with a `TorchTrainer` on the Parquet shards in `data_dir`, with a progress bar.
 
     Starting again with the same `run_name` and storage resumes from the latest checkpoint
-    (Ray Train V2 has no `Trainer.restore`: this is how V2 resumes).
+    (Ray Train V2 has no `Trainer.restore`: this is how V2 resumes). Nothing the workers get
+    is a path on the driver's disk: the patch set (or the shards' stream), the warm-start
+    weights and the validation pairs travel through Ray; checkpoints go to `storage_path`.
+    `task_resources`: custom resources each worker asks for (`ray.task_resources`).
     """
     import ray
     import ray.train
@@ -284,7 +318,7 @@ def fit(
                 "torch_threads": threads,
                 "mlflow_tracking_uri": mlflow_tracking_uri,
                 "mlflow_run_id": mlflow_run_id,
-                "init_weights": os.path.abspath(cfg.init_weights) if cfg.init_weights else None,
+                "init_weights": ray.put(load_weights(cfg.init_weights).state_dict()) if cfg.init_weights else None,
                 "val_pairs": val_pairs or [],
                 "patches": patches_ref,
                 "progress": board,
@@ -292,7 +326,8 @@ def fit(
             scaling_config=ray.train.ScalingConfig(
                 num_workers=cfg.num_workers,
                 use_gpu=use_gpu,
-                resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+                resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {}),
+                                      **dict(task_resources or {})},
             ),
             run_config=ray.train.RunConfig(
                 name=run_name,

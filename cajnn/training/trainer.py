@@ -116,11 +116,14 @@ class Trainer:
         self.resumed_from = [*meta.get("resumed_from", []), self.iteration]
         return meta
 
-    def warm_start(self, weights: str | Path) -> None:
-        """Start from exported weights (fine-tuning); optimizer and schedule start fresh."""
-        from cajnn.weights import load_weights
+    def warm_start(self, weights: str | Path | dict[str, torch.Tensor]) -> None:
+        """Start from exported weights (a file, or its state dict read elsewhere) for
+        fine-tuning; optimizer and schedule start fresh."""
+        if not isinstance(weights, dict):
+            from cajnn.weights import load_weights
 
-        self.net.load_state_dict(load_weights(weights).state_dict())
+            weights = load_weights(weights).state_dict()
+        self.net.load_state_dict(weights)
 
     def prepare(self, wrap: Callable[[nn.Module], nn.Module] | None = None) -> None:
         """Layout and device, then `wrap` (e.g. Ray Train's `prepare_model`), then compile."""

@@ -35,14 +35,14 @@ RUN = textwrap.dedent(
     from cajnn.config import DegradeConfig, from_dict
     from pipelines.degrade import degrade_all, list_items
 
-    num_cpus, blocks, root, out, cfg = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), json.loads(sys.argv[5])
+    num_cpus, in_flight, root, out, cfg = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), json.loads(sys.argv[5])
     cfg = from_dict(DegradeConfig, cfg)
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
     try:
         assert ray.cluster_resources()["CPU"] == num_cpus
         items = list_items(cfg.inputs, root)
         out.mkdir(parents=True)
-        degrade_all(items, out, cfg, num_blocks=blocks or None)
+        degrade_all(items, out, cfg, in_flight=in_flight or None)
     finally:
         ray.shutdown()
     """
@@ -94,12 +94,12 @@ def stage_runs(tmp_path_factory):
     Image.fromarray(photo_like(40, 50, 7)).save(photos / "tiny.png")  # < one 64 px HR patch
     build_corpus(root / "corpus")
     cfg = stage_config(root, "mixed")
-    one = run_stage(root, root / "out_1cpu", cfg, num_cpus=1, blocks=1)  # all images in one block
-    two = run_stage(root, root / "out_2cpu", cfg, num_cpus=2, blocks=10_000)  # one block per image
+    one = run_stage(root, root / "out_1cpu", cfg, num_cpus=1, blocks=1)  # one task at a time
+    two = run_stage(root, root / "out_2cpu", cfg, num_cpus=2, blocks=10_000)  # every image in flight at once
     return root, cfg, one, two
 
 
-def test_same_seed_identical_shards_across_cpus_and_blocks(stage_runs):
+def test_same_seed_identical_shards_across_cpus_and_tasks_in_flight(stage_runs):
     root, _, one, two = stage_runs
     d1, d2 = digests(root / "out_1cpu"), digests(root / "out_2cpu")
     assert d1 == d2  # every shard and the manifest, byte for byte
@@ -202,11 +202,3 @@ def test_list_items_rejects_clashing_relpaths(tmp_path):
         list_items(["a/same", "b/same"], tmp_path)
 
 
-@pytest.mark.parametrize(
-    "n, cpus, expected",
-    [(7, 2, 7), (24, 2, 8), (24, 1, 6), (3450, 16, 863), (1, 8, 1), (100, 64, 100), (0, 2, 1)],
-)
-def test_default_blocks(n, cpus, expected):
-    from pipelines.degrade import default_blocks
-
-    assert default_blocks(n, cpus) == expected
