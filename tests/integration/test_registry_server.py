@@ -176,7 +176,9 @@ def test_champion_loads_and_enhances_images_of_any_size(env):
     rows = [img, img[:, :, 0], np.dstack([img, np.full((13, 17), 255, np.uint8)]), jpeg.getvalue()]
     out = model.predict(pd.DataFrame({"image": rows}))
     assert out["image"][0].dtype == np.uint8 and np.array_equal(out["image"][0], expected)
-    assert out["image"][1].shape == (52, 68, 3) and np.array_equal(out["image"][2], expected)
+    assert out["image"][1].shape == (52, 68)  # a grey image stays grey
+    assert out["image"][2].shape == (52, 68, 4) and np.array_equal(out["image"][2][:, :, :3], expected)
+    assert (out["image"][2][:, :, 3] == 255).all()  # the opaque alpha, upscaled on its own
     assert isinstance(out["image"][3], str) and (out["width"][3], out["height"][3]) == (120, 36)
     out = model.predict({"image": [img]}, params={"output": "png", "tile": 8})
     assert isinstance(out["image"][0], str)

@@ -109,5 +109,33 @@ def test_disk_full_while_extracting_is_a_clear_error(tmp_path, monkeypatch):
 def test_not_an_archive(tmp_path):
     from cajnn.fetch import FetchError
 
-    with pytest.raises(FetchError, match="neither a zip nor a tar"):
+    with pytest.raises(FetchError, match="neither a zip, a tar nor a Debian package"):
         extract(put(tmp_path, "a.zip", b"hello" * 100), {"": tmp_path / "out"}, label="t", progress=False)
+
+
+def deb_bytes(members: dict[str, bytes]) -> bytes:
+    """A Debian package: an `ar` archive (deb(5)) of the given members, odd sizes padded."""
+    out = [b"!<arch>\n"]
+    for name, data in members.items():
+        out.append(f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode())
+        out.append(data + (b"\n" if len(data) % 2 else b""))
+    return b"".join(out)
+
+
+def test_debian_package_is_read_as_its_data_tar(tmp_path):
+    data = tar_bytes({"./usr/share/bg/nature/a.jpg": b"1", "./usr/share/bg/nature/b.png": b"22",
+                      "./usr/share/bg/abstract/c.png": b"3", "./usr/share/doc/copyright": b"c"}, mode="w:xz")
+    deb = put(tmp_path, "p_1.0_all.deb", deb_bytes({"debian-binary": b"2.0\n", "control.tar.xz": b"odd",
+                                                    "data.tar.xz": data}))
+    res = extract(deb, {"usr/share/bg/nature": tmp_path / "out"}, label="t", progress=False)
+    assert files_under(tmp_path / "out") == {"a.jpg", "b.png"}
+    assert sorted(r["file"] for r in res["usr/share/bg/nature"].kept) == ["a.jpg", "b.png"]
+    unsafe = put(tmp_path, "bad.deb", deb_bytes({"debian-binary": b"2.0\n", "data.tar.xz": tar_bytes(
+        {"../../evil.png": b"x"}, mode="w:xz")}))
+    with pytest.raises(UnsafeArchiveError, match="contains '..'"):
+        extract(unsafe, {"": tmp_path / "out2"}, label="t", progress=False)
+    from cajnn.fetch import FetchError
+
+    no_data = put(tmp_path, "nodata.deb", deb_bytes({"debian-binary": b"2.0\n"}))
+    with pytest.raises(FetchError, match="has no data.tar member"):
+        extract(no_data, {"": tmp_path / "out3"}, label="t", progress=False)
