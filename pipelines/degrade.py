@@ -89,7 +89,7 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int
     window = max(1, in_flight or 2 * cpus)
     task = ray.remote(_degrade_task).options(**({"resources": dict(task_resources)} if task_resources else {}))
 
-    def results() -> Iterator[dict]:
+    def finished() -> Iterator[dict]:
         pending, todo = [], iter(items)
         while True:
             while len(pending) < window and (row := next(todo, None)) is not None:
@@ -106,7 +106,7 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int
                 write_atomic(out / meta["shard"], lambda fh, d=shard: fh.write(d))
             yield meta
 
-    rows = console.progress(results(), total=len(items), desc="degrade", unit="image", disable=not progress)
+    rows = console.progress(finished(), total=len(items), desc="degrade", unit="image", disable=not progress)
     results = sorted(rows, key=lambda r: r["source"])
     shards = [r for r in results if not r["skipped"]]
     skipped = [{"file": r["source"], "reason": r["skipped"]} for r in results if r["skipped"]]

@@ -91,12 +91,13 @@ def to_8bit(arr: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- reading
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> KeptImage:
-    """Decode `path` (first frame), upright, into a :class:`KeptImage`; raises ``ImageLoadError``."""
-    return open_image(path, lambda img: _keep(img, Path(path)), max_pixels)
+def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, data: bytes | None = None) -> KeptImage:
+    """Decode `path` (first frame), upright, into a :class:`KeptImage`; raises ``ImageLoadError``.
+    With `data`, those are the file's bytes (a served request) and `path` only names it."""
+    return open_image(path, lambda img: _keep(img, Path(path), data), max_pixels, data)
 
 
-def _keep(img: Image.Image, path: Path) -> KeptImage:
+def _keep(img: Image.Image, path: Path, data: bytes | None = None) -> KeptImage:
     notes: list[Note] = []
     frames = getattr(img, "n_frames", 1)
     if frames > 1:
@@ -114,9 +115,9 @@ def _keep(img: Image.Image, path: Path) -> KeptImage:
         notes.append(("exif-copy", f"EXIF could not be copied ({type(exc).__name__}): the output has none"))
         exif = None
     colour, alpha, icc = _planes(upright, icc, notes)
-    ctype = _sixteen_bit_colour_type(img, path)
+    ctype = _sixteen_bit_colour_type(img, path, data)
     if ctype is not None and colour.dtype == np.uint8:
-        deep = _read_deep(path, orientation, ctype)
+        deep = _read_deep(path, orientation, ctype, data)
         if ctype == 4:  # gray + alpha: Pillow gives RGBA with R = G = B
             colour = colour[:, :, :1]
         deep_colour, deep_alpha = deep if deep is not None else (None, None)
@@ -182,12 +183,15 @@ def _cmyk_to_rgb(img: Image.Image, icc: bytes | None, notes: list[Note]):
     return img.convert("RGB"), None
 
 
-def _sixteen_bit_colour_type(img: Image.Image, path: Path) -> int | None:
+def _sixteen_bit_colour_type(img: Image.Image, path: Path, data: bytes | None = None) -> int | None:
     """PNG colour type (2 RGB, 4 gray+alpha, 6 RGBA) of a 16-bit image Pillow decoded to 8 bits."""
     if img.format == "PNG":
         try:
-            with open(path, "rb") as fh:
-                head = fh.read(26)
+            if data is not None:
+                head = data[:26]
+            else:
+                with open(path, "rb") as fh:
+                    head = fh.read(26)
         except OSError:
             return None
         if head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
@@ -199,12 +203,13 @@ def _sixteen_bit_colour_type(img: Image.Image, path: Path) -> int | None:
     return None
 
 
-def _read_deep(path: Path, orientation: int, ctype: int):
+def _read_deep(path: Path, orientation: int, ctype: int, data: bytes | None = None):
     """(colour, alpha) at 16 bits through OpenCV, upright, or None when it cannot."""
     try:
         import cv2
 
-        raw = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        buf = np.frombuffer(data, dtype=np.uint8) if data is not None else np.fromfile(path, dtype=np.uint8)
+        raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except Exception:
         return None
     if raw is None or raw.dtype != np.uint16 or raw.ndim != 3:

@@ -34,8 +34,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import os
-import tempfile
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,21 +49,15 @@ OUTPUTS = ("auto", "png", "array")
 
 
 def _read_encoded(data: bytes) -> KeptImage:
-    """Encoded image bytes -> what `cajnn enhance` reads of a file (:func:`read_image`, whose
-    checks and 16-bit reader work on a path: the bytes go through a temporary file)."""
+    """Encoded image bytes -> what `cajnn enhance` reads of a file (:func:`read_image`)."""
     from cajnn.data.image_io import ImageLoadError
     from cajnn.data.image_meta import read_image
 
-    fd, name = tempfile.mkstemp(prefix="cajnn-serve-", suffix=".img")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return read_image(name)
+        return read_image("request", data=data)
     except ImageLoadError as exc:
         what = "image too large" if "decompression bomb" in exc.reason else "cannot decode image bytes"
         raise ValueError(f"{what}: {exc.reason}") from None
-    finally:
-        os.unlink(name)
 
 
 def decode_image(value) -> tuple[KeptImage, bool]:
