@@ -12,7 +12,9 @@
    Rounds alternate the two pipelines; the reported time is the median round. Goal: ratio >= 1.
 2. The `degrade` stage (pipelines.degrade.degrade_all, paper profile, K=4, 48/40 patches), and
    side by side the stage as it was before shards travelled through Ray (a Ray Data map whose
-   tasks wrote their own shards: fast, but only right when every node shares the driver's disk), on
+   tasks wrote their own shards: fast, but only right when every node shares the driver's disk)
+   and the stage as a Ray Data pipeline without a shared disk (read pinned to the driver's
+   node -> degrade map -> the driver writes what it receives), on
    synthetic 1024 x 768 images, in a fresh process per run with `ray.init(num_cpus=N)`; Ray is
    warmed up first (workers started, modules imported), then the stage is timed: 1 and 2 CPUs
    alternate over 2 processes each, each process runs the stage 3 times, the best run counts
@@ -145,7 +147,7 @@ STAGE_RUN = textwrap.dedent(
     repo, num_cpus, root, out, cfg = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), json.loads(sys.argv[5])
     extra = json.loads(sys.argv[6])  # more (name, inputs) runs after the timed one
     reps = int(sys.argv[7])
-    variant = sys.argv[8]  # "bytes": the stage as it is; "task-writes": each task writes its shard
+    variant = sys.argv[8]  # "bytes": the stage as it is; "task-writes": each task writes its shard; "ray-data"
     cfg = from_dict(DegradeConfig, cfg)
 
     def task_writes(items, out, cfg):
@@ -170,7 +172,37 @@ STAGE_RUN = textwrap.dedent(
         return {"images": sum(bool(r["shard"]) for r in rows), "patches": sum(r["rows"] for r in rows),
                 "bytes": sum(r["bytes"] for r in rows), "sha256": digest.hexdigest()}
 
-    run_stage = degrade_all if variant == "bytes" else task_writes
+    def ray_data(items, out, cfg):
+        # The stage as a Ray Data pipeline that needs no shared disk either: the read pinned to
+        # the driver's node, the degrade map anywhere, the driver writes the shards it receives.
+        import hashlib
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        from cajnn.config import to_dict
+        from pipelines.degrade import _degrade_task
+        cfg_dict = to_dict(cfg)
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+        def read(row):
+            return {**row, "data": Path(row["path"]).read_bytes()}
+
+        def degrade(row):
+            meta, shard = _degrade_task(row["path"], row["relpath"], row["data"], "", cfg_dict)
+            return {"meta": json.dumps(meta), "shard": shard or b""}
+
+        ds = ray.data.from_items(items).map(read, num_cpus=0.1, scheduling_strategy=here).map(degrade)
+        rows = []
+        for r in ds.iter_rows():
+            rows.append(json.loads(r["meta"]))
+            if r["shard"]:
+                (out / rows[-1]["shard"]).write_bytes(r["shard"])
+        digest = hashlib.sha256()
+        for name in sorted(r["shard"] for r in rows if r["shard"]):
+            digest.update(name.encode())
+            digest.update(hashlib.sha256((out / name).read_bytes()).digest())
+        return {"images": sum(bool(r["shard"]) for r in rows), "patches": sum(int(r["rows"]) for r in rows),
+                "bytes": sum(int(r["bytes"]) for r in rows), "sha256": digest.hexdigest()}
+
+    run_stage = {"bytes": degrade_all, "task-writes": task_writes, "ray-data": ray_data}[variant]
     me = psutil.Process()
     peak = {"driver_rss": 0, "total_pss": 0}
     stop = threading.Event()
@@ -311,7 +343,7 @@ def bench_stage(n_images: int, root: Path, rounds: int, reps: int) -> dict[tuple
                     run_stage(cpus, root, cfg, extra, reps, tag=f"-r{rnd}", variant=variant))
     shas = {r["sha256"] for rs in runs.values() for r in rs}
     if len(shas) != 1:
-        raise RuntimeError("the runs (1 / 2 CPUs, shards through Ray / written by tasks) wrote different shards")
+        raise RuntimeError("the runs (1 / 2 CPUs, the three variants) wrote different shards")
     best = {}
     for key, rs in runs.items():
         b = dict(min(rs, key=lambda r: r["stage_s"]))
@@ -321,9 +353,10 @@ def bench_stage(n_images: int, root: Path, rounds: int, reps: int) -> dict[tuple
     return best
 
 
-VARIANTS = ("bytes", "task-writes")
-VARIANT_LABELS = {"bytes": "shards through Ray to the driver (the stage)",
-                  "task-writes": "each task writes its shard (before)"}
+VARIANTS = ("bytes", "task-writes", "ray-data")
+VARIANT_LABELS = {"bytes": "shards through Ray to the driver (the stage: one task per image)",
+                  "task-writes": "each task writes its shard (before; needs a shared disk)",
+                  "ray-data": "Ray Data pipeline: read pinned to the driver, degrade map, the driver writes"}
 
 
 def main() -> None:
@@ -378,6 +411,9 @@ def main() -> None:
           f"shards: {old1['stage_s'] / old2['stage_s']:.2f}); identical shards in all runs: yes")
     print(f"    time, shards through Ray / tasks writing them: 1 CPU {one['stage_s'] / old1['stage_s']:.2f}, "
           f"2 CPUs {two['stage_s'] / old2['stage_s']:.2f}   (1.00 = no cost for not needing a shared disk)")
+    rd1, rd2 = best[("ray-data", 1)], best[("ray-data", 2)]
+    print(f"    time, Ray Data pipeline / the stage's tasks: 1 CPU {rd1['stage_s'] / one['stage_s']:.2f}, "
+          f"2 CPUs {rd2['stage_s'] / two['stage_s']:.2f}   (> 1: the pipeline is slower; why the stage uses tasks)")
     print(
         f"    machine ceiling (pure-Python CPU work, 2 processes vs 1, before / after): "
         f"{ceiling_before:.2f} / {ceiling_after:.2f}   (2.00 = two free cores)"

@@ -436,7 +436,7 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
     from cajnn.serving.registry import champion_version, download_weights
     from cajnn.tracking import resolve_tracking_uri
 
-    uri = resolve_tracking_uri(params.mlflow, root)
+    uri = resolve_tracking_uri(params.mlflow, root, create=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     mv = champion_version(params.register.model_name)

@@ -33,12 +33,15 @@ DIGEST_CHARS = 16  # of a dataset's sha256 in MLflow (its store holds 36 charact
 SYSTEM_METRICS_INTERVAL_S = 10.0
 
 
-def resolve_tracking_uri(cfg: TrackingConfig, root: Path) -> str:
+def resolve_tracking_uri(cfg: TrackingConfig, root: Path, create: bool = False) -> str:
+    """MLFLOW_TRACKING_URI, else `mlflow.tracking_uri` with a relative sqlite path made absolute
+    under `root` (and its folder made when `create`)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
-        db = (root / uri[len(prefix):]).resolve()
-        db.parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith(prefix):
+        db = Path(uri[len(prefix):]) if uri[len(prefix):].startswith("/") else (root / uri[len(prefix):]).resolve()
+        if create:
+            db.parent.mkdir(parents=True, exist_ok=True)
         uri = prefix + str(db)
     return uri
 
@@ -47,7 +50,7 @@ def setup_tracking(cfg: TrackingConfig, root: Path) -> tuple[str, str]:
     """Point MLflow at the store and make sure the experiment exists; returns (uri, exp id)."""
     import mlflow
 
-    uri = resolve_tracking_uri(cfg, root)
+    uri = resolve_tracking_uri(cfg, root, create=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     exp = mlflow.get_experiment_by_name(cfg.experiment)

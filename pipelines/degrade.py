@@ -73,11 +73,11 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int
     shards land where DVC expects them, and the driver holds at most `in_flight` images and
     shards. Returns the manifest, also written to ``out/manifest.json``.
 
-    Plain tasks, not a Ray Data pipeline: a Ray Data map pinned to the driver's node (the read)
-    followed by a degrade map took 2.7-6.9 s for 24 1024x768 images where these tasks took
-    0.8-1.9 s (three alternating runs each, 2 CPUs, AMD EPYC AVX-512; the pipeline measured was
-    `from_items(items).map(read, num_cpus=0.1, scheduling_strategy=NodeAffinitySchedulingStrategy
-    (driver, soft=False)).map(degrade)`): the two operators idled between each other.
+    Plain tasks, not a Ray Data pipeline: the same work as `from_items -> map(read, pinned to the
+    driver's node) -> map(degrade)` with the driver writing took 3.5x (1 CPU) to 6.1x (2 CPUs)
+    as long on 24 1024x768 images (benchmarks/bench_degrade.py, side by side): the two
+    operators wait on each other. A `write_parquet` sink would name and cut files by Ray's
+    blocks, so the bytes would depend on the number of CPUs.
 
     The result is the same whatever the number of nodes, CPUs or tasks in flight: each shard
     depends only on its image, the parameters and the seed, and the manifest is sorted.

@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,8 @@ import cajnn
 from cajnn.config import Params, TrainConfig, flatten, to_dict
 from cajnn.fetch.files import write_text_atomic
 from cajnn.tracking import (
-    dataset, dvc_experiment, files_digest, log_datasets, patch_set_dataset, patch_set_summary, run_tags, setup_tracking,
-    write_run_file,
+    dataset, dvc_experiment, files_digest, log_datasets, patch_set_dataset, patch_set_summary, resolve_tracking_uri,
+    run_tags, setup_tracking, write_run_file,
 )
 from pipelines._common import ROOT, init_ray, stage
 
@@ -153,12 +154,16 @@ def main() -> None:
     with stage("train") as params:
         from cajnn.archs import build_model
         from cajnn.training.checkpoint import load_training_state
-        from cajnn.training.ray_trainer import fit
+        from cajnn.training.ray_trainer import check_cluster_stores, fit
         from cajnn.training.validation import build_val_pairs
         from cajnn.weights import save_weights
         from mlflow import MlflowClient
 
         cfg = params.train
+        # before anything is created: a cluster's workers must reach the MLflow store themselves
+        note = check_cluster_stores(cfg, resolve_tracking_uri(params.mlflow, ROOT), params.ray.address)
+        if note:
+            print(f"[train] note: {note}", file=sys.stderr)
         out = ROOT / cfg.out
         net = build_model(cfg.model.preset, **cfg.model.overrides)
         run = start_run(params, ROOT)

@@ -34,6 +34,10 @@ class TrainConfig:
     # `image` = every source image equally often (a large image otherwise dominates a small
     # set). Streamed (large) sets are always sampled by patch.
     balance: str = "patch"
+    # How the patches reach the workers: `memory` = the whole set through Ray's object store
+    # (each worker samples all of it), `stream` = a Ray Data stream of the shards (each worker
+    # reads its own part), `auto` = memory below 2 GiB decoded, else stream.
+    feed: str = "auto"
     aux_lr_weight: float = 0.0  # lambda of paper eq. 8
     grad_clip: float = 0.0  # 0 disables clipping
     max_nonfinite: int = 10  # stop after this many non-finite losses in a row
@@ -69,6 +73,7 @@ class TrainConfig:
             ("channels_last", self.channels_last, ("auto", "true", "false")),
             ("export", self.export, ("last", "best")),
             ("balance", self.balance, ("patch", "image")),
+            ("feed", self.feed, ("auto", "memory", "stream")),
         ):
             if value not in allowed:
                 raise ConfigError(f"train.{name} {value!r}: use {', '.join(allowed)}")

@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
-from cajnn.config import TrainConfig, from_dict, to_dict
+from cajnn.config import ConfigError, TrainConfig, from_dict, to_dict
 from cajnn.data.shards import PatchSet, decode_patches, load_patch_set, stable_seed
 from cajnn.training.progress import Poster, progress_bar
 from cajnn.training.trainer import Batch, Trainer, in_memory_batches, run
@@ -230,6 +230,24 @@ def storage(cfg: TrainConfig) -> tuple[str, Any]:
     return cfg.storage_path[len("s3://"):], fs
 
 
+def check_cluster_stores(cfg: TrainConfig, tracking_uri: str, ray_address: str) -> str | None:
+    """On a Ray cluster (`ray.address` other than `local`) the training workers write to the
+    MLflow store and to `storage_path` themselves, from their own machines: an MLflow store in a
+    file on the driver's disk (sqlite, file) cannot work there and is refused (ConfigError). A
+    local `storage_path` works only on a disk every node mounts (NFS): returned as a note."""
+    if ray_address == "local":
+        return None
+    if tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri:
+        raise ConfigError(
+            f"mlflow.tracking_uri {tracking_uri!r} is a file on this machine, but ray.address {ray_address!r} is a "
+            "cluster whose training workers log to MLflow themselves: use a tracking server every node reaches "
+            "(`mlflow.tracking_uri: http://HOST:5000` or MLFLOW_TRACKING_URI; infra/compose.yaml runs one)")
+    if not cfg.storage_path.startswith("s3://"):
+        return (f"train.storage_path {cfg.storage_path!r} is a local folder: on a cluster every node must mount it "
+                "at the same path (NFS), else use s3://")
+    return None
+
+
 IN_MEMORY_LIMIT = 2 << 30  # decoded patch bytes below which workers hold the set in memory
 
 
@@ -295,7 +313,9 @@ def fit(
     threads = 0 if use_gpu else max(1, (os.cpu_count() or 1) // max(cfg.num_workers, 1))
     storage_path, filesystem = storage(cfg)
     scored = bool(val_pairs)
-    in_memory = decoded_bytes(shards) < IN_MEMORY_LIMIT
+    in_memory = cfg.feed == "memory" or (cfg.feed == "auto" and decoded_bytes(shards) < IN_MEMORY_LIMIT)
+    if progress and not in_memory:
+        print(f"[train] patches streamed by Ray Data from {len(shards)} shards (local://, each worker its part)")
     if not in_memory and cfg.balance != "patch":
         print(f"[train] note: train.balance {cfg.balance!r} applies to patch sets held in memory; this one is "
               "streamed and sampled by patch", file=sys.stderr)

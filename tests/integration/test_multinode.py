@@ -2,11 +2,14 @@
 
 One machine, two real Ray nodes (`ray start --head` and `ray start --address`). The second
 node's processes run in their own mount and PID namespaces (`unshare`) with a private, empty
-tmpfs over the project's `data/` folder: everything the driver wrote there (HR images, patch
-shards) is invisible to them, as on a second machine without a shared disk. Degrade tasks and
-the training worker ask for a custom resource only that node has (`ray.task_resources`), so
-they must run there. Why namespaces: CI runs as root in a VM without Docker, where mount
-namespaces are allowed; file permissions would not hide anything from root.
+tmpfs over each of the project's `data/`, `runs/` and `mlflow/` folders: everything the driver
+writes there (HR images, patch shards, checkpoints, its MLflow files) is invisible to them, as
+on a second machine without a shared disk. As on a real cluster, MLflow is a tracking server
+(`mlflow server`, artifacts in a `moto_server` S3) and checkpoints go to S3
+(`train.storage_path: s3://...`). Degrade tasks and the training worker ask for a custom
+resource only that node has (`ray.task_resources`), so they must run there. Why namespaces:
+CI runs as root in a VM without Docker, where mount namespaces are allowed; file permissions
+would not hide anything from root.
 
 The same stages on a one-node local Ray give the same patch shards (byte for byte) and the
 same trained weights.
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,7 +36,8 @@ import torch
 
 from cajnn.weights import load_weights
 
-from tests.e2e.project import make_project, run
+from tests.e2e.project import make_project, project_env, run
+from tests.integration.servers import DUMMY_AWS, ensure_bucket, mlflow_stack
 
 pytestmark = pytest.mark.slow
 RAY = Path(sys.executable).parent / "ray"
@@ -74,13 +80,28 @@ def _ports(prefix: str, p: list[int]) -> list[str]:
             f"--object-manager-port={p[5]}", f"--temp-dir={prefix}"]
 
 
+RUNS_BUCKET = "cajnn-test-ray-runs"
+
+
 @pytest.fixture(scope="module")
-def cluster_project(tmp_path_factory, monkeypatch_module):
-    """A micro project whose `ray.address` is a head + node2 cluster; node2 cannot see data/."""
-    project = make_project(tmp_path_factory.mktemp("multinode"), preset="micro")
-    data = project / "data"
-    data.mkdir()
-    (data / "visible-to-the-driver").write_text("x")
+def cluster_project(tmp_path_factory, monkeypatch_module, moto_endpoint, request):
+    """A micro project whose `ray.address` is a head + node2 cluster; node2 cannot see data/,
+    runs/ or mlflow/; MLflow is a server, checkpoints go to S3."""
+    import boto3
+
+    for key, value in DUMMY_AWS.items():  # the driver, the nodes and their workers reach moto S3
+        monkeypatch_module.setenv(key, value)
+    ensure_bucket(boto3.client("s3", endpoint_url=moto_endpoint), RUNS_BUCKET)
+    stack = mlflow_stack(moto_endpoint, request.config)
+    project = make_project(tmp_path_factory.mktemp("multinode"), preset="micro",
+                           mlflow={"tracking_uri": stack.mlflow_url},
+                           train={"storage_path": f"s3://{RUNS_BUCKET}/{tmp_path_factory.getbasetemp().name}",
+                                  "storage_endpoint_url": moto_endpoint})
+    hidden = [project / name for name in ("data", "runs", "mlflow")]
+    for folder in hidden:
+        folder.mkdir()
+        (folder / "visible-to-the-driver").write_text("x")
+    data = hidden[0]
     why = _isolation_works(data)
     if why:  # an honest failure, not a skip: the machine CI runs on allows this
         pytest.fail(f"cannot give the second node its own mount namespace here: {why}")
@@ -106,17 +127,19 @@ def cluster_project(tmp_path_factory, monkeypatch_module):
             except OSError:
                 assert procs[0].poll() is None and time.monotonic() - t0 < 90, (base / "head.log").read_text()[-3000:]
                 time.sleep(0.2)
-        procs.append(_node(node2, [data], logs[1]))
+        procs.append(_node(node2, hidden, logs[1]))
         probe = [sys.executable, "-c", (
             "import os, sys, time, ray\n"
             f"ray.init(address='127.0.0.1:{gcs}', logging_level='ERROR')\n"
             f"while not ray.cluster_resources().get('{NODE2}'): time.sleep(0.2)\n"
             f"@ray.remote(num_cpus=0.1, resources={{'{NODE2}': 0.01}})\n"
-            f"def look(): return sorted(os.listdir('{data}'))\n"
+            f"def look(): return sorted(os.listdir('{data}') + os.listdir('{project}/runs') + os.listdir('{project}/mlflow'))\n"
             "print(ray.get(look.remote()))\n")]
         seen = subprocess.run(probe, capture_output=True, text=True, timeout=120)
         assert seen.returncode == 0 and seen.stdout.strip() == "[]", seen.stdout + seen.stderr + (
             base / "node2.log").read_text()[-2000:]
+        for folder in hidden:
+            (folder / "visible-to-the-driver").unlink()
         yield {"project": project, "address": f"127.0.0.1:{gcs}", "base": base, "ready_s": time.monotonic() - t0}
     finally:
         for proc in procs:
@@ -134,21 +157,21 @@ def monkeypatch_module():
     mp.undo()
 
 
-def _set_ray(project: Path, **ray_section) -> None:
+def _set(project: Path, section: str, **values) -> None:
     import yaml
 
     from cajnn.config.compose import write_params
 
     conf = project / "conf" / "config.yaml"
     config = yaml.safe_load(conf.read_text())
-    config["ray"].update(ray_section)
+    config[section].update(values)
     conf.write_text(yaml.safe_dump(config, sort_keys=False))
     write_params(project)
 
 
 def test_degrade_and_train_on_a_node_without_the_drivers_disk_match_one_node(cluster_project, tmp_path):
     project = cluster_project["project"]
-    _set_ray(project, address=cluster_project["address"], task_resources={NODE2: 1})
+    _set(project, "ray", address=cluster_project["address"], task_resources={NODE2: 1})
     out = run(["dvc", "repro", "train"], project, timeout=600)
     assert "[train] done in" in out, out
     manifest = json.loads((project / "data" / "patches" / "manifest.json").read_text())
@@ -166,3 +189,24 @@ def test_degrade_and_train_on_a_node_without_the_drivers_disk_match_one_node(clu
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert json.loads((project / "models" / "run.json").read_text())["val_psnr_y"] == \
         json.loads((reference / "models" / "run.json").read_text())["val_psnr_y"]
+
+
+def test_streamed_training_reads_the_drivers_shards_from_the_other_node(cluster_project):
+    """`train.feed: stream` (what a patch set over 2 GiB gets): Ray Data reads the `local://`
+    shards on the driver's node and the worker on node2 trains on the blocks it is sent."""
+    project = cluster_project["project"]
+    _set(project, "ray", address=cluster_project["address"], task_resources={NODE2: 1})
+    _set(project, "train", feed="stream")
+    out = run(["dvc", "repro", "train"], project, timeout=600)
+    assert "patches streamed by Ray Data" in out and "[train] done in" in out, out
+    assert "degrade" not in re.findall(r"Running stage '(\w+)'", out)  # the same shards as before
+    record = json.loads((project / "models" / "run.json").read_text())
+    assert record["iterations"] == 12 and math.isfinite(record["val_psnr_y"]), record
+
+
+def test_a_cluster_refuses_an_mlflow_file_store(cluster_project, tmp_path):
+    project = make_project(tmp_path, preset="micro", ray={"address": cluster_project["address"]})
+    proc = subprocess.run([sys.executable, "-m", "pipelines.train"], cwd=project, capture_output=True, text=True,
+                          timeout=120, env=project_env())
+    assert proc.returncode == 1 and "tracking server every node reaches" in proc.stderr, proc.stderr
+    assert not (project / "mlflow").exists()  # refused before anything was created

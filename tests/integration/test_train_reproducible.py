@@ -36,8 +36,7 @@ def _plain_weights(cfg: TrainConfig, shards) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path, monkeypatch):
-    from cajnn.training import ray_trainer
+def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path):
     from cajnn.training.ray_trainer import fit
     from pipelines._common import init_ray
 
@@ -54,9 +53,9 @@ def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path, monk
         first = _final_weights(fit(cfg, "repro-a", str(shards), progress=False))
         second = _final_weights(fit(cfg, "repro-b", str(shards)))  # with the progress actor
         other_seed = _final_weights(fit(replace(cfg, seed=1), "repro-c", str(shards), progress=False))
-        # a set too large to hold goes through Ray Data instead of the object store
-        monkeypatch.setattr(ray_trainer, "IN_MEMORY_LIMIT", 0)
-        streamed = fit(cfg, "repro-d", str(shards), progress=False)
+        # what a set too large to hold does: a Ray Data stream instead of the object store
+        streamed = fit(replace(cfg, feed="stream"), "repro-d", str(shards), progress=False)
+        streamed_again = fit(replace(cfg, feed="stream"), "repro-e", str(shards), progress=False)
     finally:
         ray.shutdown()
     plain = _plain_weights(cfg, shards)
@@ -67,4 +66,7 @@ def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path, monk
     assert not all(torch.equal(first[k], other_seed[k]) for k in first)
     assert np.isfinite(sum(float(v.float().abs().sum()) for v in first.values()))
     assert streamed.iterations == cfg.iterations
-    assert np.isfinite(sum(float(v.float().abs().sum()) for v in _final_weights(streamed).values()))
+    streamed_w, streamed_again_w = _final_weights(streamed), _final_weights(streamed_again)
+    assert np.isfinite(sum(float(v.float().abs().sum()) for v in streamed_w.values()))
+    # the stream keeps its block order and seeds its shuffle: reproducible too
+    assert all(torch.equal(streamed_w[k], streamed_again_w[k]) for k in streamed_w)

@@ -348,3 +348,34 @@ def test_clean_lr_target_is_matlab_bicubic_of_each_hr_crop():
     for i in range(2):
         expected = matlab_imresize(hr[i].astype(np.float32).astype(np.float64), 0.25)
         np.testing.assert_allclose(out[i].permute(1, 2, 0).numpy(), expected, atol=1e-6)
+
+
+# --- where a cluster's workers write -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////tmp/x/mlflow.db", "file:///tmp/mlruns", "mlruns"])
+def test_cluster_refuses_an_mlflow_store_on_the_drivers_disk(uri):
+    from cajnn.config import ConfigError, TrainConfig
+    from cajnn.training.ray_trainer import check_cluster_stores
+
+    cfg = TrainConfig(storage_path="s3://bucket/runs")
+    assert check_cluster_stores(cfg, uri, "local") is None  # one machine: any store
+    with pytest.raises(ConfigError, match="tracking server every node reaches"):
+        check_cluster_stores(cfg, uri, "auto")
+
+
+def test_cluster_with_a_tracking_server_and_local_checkpoints_gets_a_note():
+    from cajnn.config import TrainConfig
+    from cajnn.training.ray_trainer import check_cluster_stores
+
+    assert check_cluster_stores(TrainConfig(storage_path="s3://b/runs"), "http://10.0.0.5:5000", "10.0.0.5:6379") is None
+    note = check_cluster_stores(TrainConfig(storage_path="runs"), "http://10.0.0.5:5000", "auto")
+    assert note and "NFS" in note and "s3://" in note
+
+
+def test_feed_is_checked():
+    from cajnn.config import ConfigError, TrainConfig
+
+    assert TrainConfig(feed="stream").feed == "stream"
+    with pytest.raises(ConfigError, match="train.feed"):
+        TrainConfig(feed="disk")
