@@ -18,7 +18,8 @@ from pathlib import Path
 from cajnn import console
 from cajnn.config import DegradeConfig, to_dict
 from cajnn.data.image_io import list_images, write_atomic
-from cajnn.data.shards import SCHEMA, degrade_image
+from cajnn.data.pairs import list_pairs, pair_to_shard
+from cajnn.data.shards import REAL_PAIR, SCHEMA, degrade_image
 from pipelines._common import ROOT, init_ray, stage, staged_dir, write_json
 
 
@@ -47,16 +48,20 @@ def main() -> None:
         cfg.selected_profile()  # fail early on an unknown profile name
         out = ROOT / cfg.out
         items = list_items(cfg.inputs, ROOT)
-        if not items:
-            raise FileNotFoundError(f"no images under {cfg.inputs}; run the fetch stage first")
+        pairs, unmatched = list_pairs(cfg.pairs, ROOT)
+        if not items and not pairs:
+            raise FileNotFoundError(f"no images under {cfg.inputs + cfg.pairs}; run the fetch stage first")
         init_ray(params.ray)
         with staged_dir(out) as partial:
-            manifest = degrade_all(items, partial, cfg, progress=True, task_resources=params.ray.task_resources)
+            manifest = degrade_all(items + pairs, partial, cfg, progress=True, task_resources=params.ray.task_resources,
+                                   unmatched=unmatched)
         ray.shutdown()
         print(
             f"[degrade] profile {cfg.profile!r}: {manifest['patches']} patch pairs from {manifest['images']} "
             f"images ({manifest['bytes'] / 1e6:.1f} MB, {manifest['bytes_per_hr_megapixel'] / 1e6:.2f} MB per HR "
-            f"megapixel) in {cfg.out}; {len(manifest['skipped'])} images skipped"
+            f"megapixel) in {cfg.out}"
+            + (f", {manifest['real_pairs']} of them real pairs" if cfg.pairs else "")
+            + f"; {len(manifest['skipped'])} images skipped"
             + (f", {manifest['flat_positions_dropped']} flat patch positions left out" if cfg.min_patch_std else "")
         )
         for s in manifest["skipped"]:
@@ -64,14 +69,17 @@ def main() -> None:
 
 
 def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int | None = None,
-                progress: bool = False, task_resources: dict[str, float] | None = None) -> dict:
+                progress: bool = False, task_resources: dict[str, float] | None = None,
+                unmatched: list[dict] | None = None) -> dict:
     """One Ray task per image, at most `in_flight` at a time (default: 2 per CPU of the cluster):
     the driver reads the image file (its node has the input folders) and hands the bytes to the
     task through the object store; the task degrades it wherever Ray places it
     (`task_resources`: custom resources it asks for, e.g. to run on worker nodes) and returns the
     shard's Parquet bytes, which the driver writes to `out`. No task needs the driver's disk, the
     shards land where DVC expects them, and the driver holds at most `in_flight` images and
-    shards. Returns the manifest, also written to ``out/manifest.json``.
+    shards. Items with a `copy` are real pairs (:mod:`cajnn.data.pairs`): the driver reads both
+    files; `unmatched` pair files are listed as skipped. Returns the manifest, also written to
+    ``out/manifest.json``.
 
     Plain tasks, not a Ray Data pipeline: the same work as `from_items -> map(read, pinned to the
     driver's node) -> map(degrade)` with the driver writing took 3.5x (1 CPU) to 6.1x (2 CPUs)
@@ -95,9 +103,10 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int
             while len(pending) < window and (row := next(todo, None)) is not None:
                 try:
                     data, error = Path(row["path"]).read_bytes(), ""
+                    copy = Path(row["copy"]).read_bytes() if row.get("copy") else None
                 except OSError as exc:
-                    data, error = b"", f"cannot read file ({exc.strerror})"
-                pending.append(task.remote(row["path"], row["relpath"], data, error, cfg_dict))
+                    data, copy, error = b"", None, f"cannot read file ({exc.strerror}: {exc.filename})"
+                pending.append(task.remote(row["path"], row["relpath"], data, error, cfg_dict, copy))
             if not pending:
                 return
             ready, pending = ray.wait(pending, num_returns=1)
@@ -110,6 +119,7 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int
     results = sorted(rows, key=lambda r: r["source"])
     shards = [r for r in results if not r["skipped"]]
     skipped = [{"file": r["source"], "reason": r["skipped"]} for r in results if r["skipped"]]
+    skipped = sorted(skipped + list(unmatched or []), key=lambda r: r["file"])
     digest = hashlib.sha256()
     for name in sorted(r["shard"] for r in shards):
         digest.update(name.encode())
@@ -134,9 +144,11 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int
         "bytes": total_bytes,
         "hr_megapixels": round(hr_mp, 6),
         "bytes_per_hr_megapixel": round(total_bytes / hr_mp) if hr_mp else 0,
+        "real_pairs": sum(r["kind"] == REAL_PAIR for r in shards),
         "shards": [
             {k: (int(r[k]) if k in ("rows", "bytes", "hr_pixels") else r[k])
-             for k in ("source", "shard", "rows", "bytes", "hr_pixels", "qualities", "draws")}
+             for k in ("source", "shard", "rows", "bytes", "hr_pixels", "qualities", "draws", "kind")
+             + (("shift",) if r["kind"] == REAL_PAIR else ())}
             for r in shards
         ],
         "skipped": skipped,
@@ -146,15 +158,20 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int
     return manifest
 
 
-def _degrade_task(path: str, relpath: str, data: bytes, error: str, cfg_dict: dict) -> tuple[dict, bytes | None]:
-    """A Ray task: one image's manifest row and its shard's bytes (None when skipped)."""
+def _degrade_task(path: str, relpath: str, data: bytes, error: str, cfg_dict: dict,
+                  copy: bytes | None = None) -> tuple[dict, bytes | None]:
+    """A Ray task: one image's (or real pair's, with `copy`) manifest row and its shard's bytes
+    (None when skipped)."""
     from cajnn.config import DegradeConfig, from_dict
     from cajnn.data.shards import ShardResult
 
+    cfg = from_dict(DegradeConfig, cfg_dict)
     if error:
         res, shard = ShardResult(relpath, None, 0, 0, [], skipped=error), None
+    elif copy is not None:
+        res, shard = pair_to_shard(relpath, data, copy, cfg)
     else:
-        res, shard = degrade_image(path, relpath, from_dict(DegradeConfig, cfg_dict), data=data)
+        res, shard = degrade_image(path, relpath, cfg, data=data)
     meta = {k: (v if v is not None else "") for k, v in asdict(res).items()}
     meta["qualities"] = ",".join(map(str, res.qualities))
     meta["draws"] = ";".join(res.draws)

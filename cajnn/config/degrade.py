@@ -123,6 +123,9 @@ class DegradeConfig:
     """`degrade` section: HR folders -> aligned HR/LR patch shards (Parquet) + manifest."""
 
     inputs: list[str] = field(default_factory=lambda: ["data/raw/sample-train"])
+    # Folders of real pairs (originals/ + copies/, matched by file stem: cajnn.data.pairs): the
+    # platform's own JPEGs as LR, the originals as HR targets; their patches join the same shards.
+    pairs: list[str] = field(default_factory=list)
     out: str = "data/patches"
     profile: str = "paper"
     profiles: dict[str, ProfileConfig] = field(default_factory=lambda: {"paper": ProfileConfig()})

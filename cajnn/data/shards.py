@@ -36,6 +36,8 @@ SCHEMA = pa.schema(
         ("off_x", pa.int16()),  # (grid offsets): (y + off_y, x + off_x) is the clean-LR position
     ]
 )
+# `qf_chain` of a real pair (the platform's own copy of an original, cajnn.data.pairs)
+REAL_PAIR = "pair"
 # Binary pixel columns: no dictionary (the values are unique and ~100 kB) and pages big
 # enough to hold several patch rows, so zstd sees the K rows of one position (same HR patch,
 # written next to each other) together and stores the HR bytes about once.
@@ -66,6 +68,8 @@ class ShardResult:
     hr_pixels: int = 0  # pixels of the input image as loaded (before modcrop / caps)
     skipped: str | None = None  # reason, when the image was not used
     flat: int = 0  # patch positions left out as flat (degrade.min_patch_std)
+    kind: str = "synthetic"  # synthetic (degraded by a profile) | pair (a platform's real copy)
+    shift: str = ""  # pairs: the copy's (dy, dx) offset against its original, in LR pixels
 
 
 def shard_bytes(table: pa.Table) -> bytes:
@@ -135,15 +139,20 @@ def degrade_image(path: str, relpath: str, cfg: DegradeConfig, data: bytes | Non
     if not rows:
         reason = f"every patch is flat (HR luma std < degrade.min_patch_std {cfg.min_patch_std:g})" if flat else too_small
         return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=reason, flat=flat), None
+    del hr_bytes
+    n, data = rows_to_shard(rows)
+    return ShardResult(
+        relpath, shard_name(relpath), n, len(data), [p[-1].quality for p in plans],
+        [plan_label(p) for p in plans], hr_pixels, flat=flat,
+    ), data
+
+
+def rows_to_shard(rows: list[tuple[tuple, tuple]]) -> tuple[int, bytes]:
+    """(sort key, SCHEMA values) rows -> (row count, the shard's Parquet bytes), in key order."""
     rows.sort(key=lambda r: r[0])
     columns = list(zip(*(values for _, values in rows)))
     table = pa.table({name: list(col) for name, col in zip(SCHEMA.names, columns)}, schema=SCHEMA)
-    del rows, columns, hr_bytes
-    data = shard_bytes(table)
-    return ShardResult(
-        relpath, shard_name(relpath), table.num_rows, len(data), [p[-1].quality for p in plans],
-        [plan_label(p) for p in plans], hr_pixels, flat=flat,
-    ), data
+    return table.num_rows, shard_bytes(table)
 
 
 def is_flat(hr_patch: np.ndarray, min_std: float) -> bool:
