@@ -5,25 +5,39 @@ One run:
 1. **check** `register.retrain.source` (``s3://bucket/prefix/`` or a folder) for objects not
    seen before -- keys and ETags are kept in ``<workdir>/state.json`` -- and return at once when
    there is nothing new (one LIST request per 1,000 keys; no torch, MLflow or DVC is loaded);
-2. **add the data**: new HR images (any key with an image suffix) are downloaded under
-   ``images_dir``, which the fetch stage reads as ``local:<images_dir>``; new degradation
-   profiles come from ``profiles_file`` in the source::
+2. **add the data**, by where it lies in the source:
+
+   - ``samples/``: JPEGs as the platform serves them. A profile (``samples_profile``) is fitted
+     to every sample seen so far (:mod:`cajnn.degradation.profile_fit`, as `cajnn profile fit`)
+     and the run trains with it;
+   - ``pairs/originals/`` + ``pairs/copies/``: real pairs, downloaded under ``pairs_local`` and
+     degraded as ``degrade.pairs`` (:mod:`cajnn.data.pairs`);
+   - ``profiles_file``: hand-written profiles::
 
        profiles:                      # same keys as degrade.profiles in params.yaml
          forum_2025: {resize: pillow_bicubic, scale: 4, qf_min: 35, qf_max: 70}
        train_with: forum_2025         # optional; default: the last profile listed
 
-3. **fine-tune the champion**: its weights are downloaded from the registry and
-   ``conf/preset/retrain.yaml`` is written = the preset in use + ``conf/preset/finetune.yaml``
-   (fewer iterations, lower lr) + the new data + ``train.init_weights`` + the champion's
-   architecture + ``register.retrain.overrides``; params.yaml is composed from conf/ with
-   ``preset=retrain`` (values edited by hand in params.yaml are not kept: conf/ is the source)
-   and ``dvc repro --force`` runs the five stages;
+   - any other image: a new HR image, downloaded under ``images_dir`` (fetched as
+     ``local:<images_dir>``) and degraded with the profile in use;
+
+3. **fine-tune the champion** as a DVC experiment: its weights are downloaded from the registry
+   and ``conf/preset/retrain.yaml`` (git-ignored) is written = the preset in use +
+   ``conf/preset/finetune.yaml`` (fewer iterations, lower lr) + the new data + the profile +
+   ``train.init_weights`` + the champion's architecture + ``register.retrain.overrides``; then
+   ``dvc exp run --temp -f -n retrain-<time> -S preset=retrain`` runs the six stages in a
+   temporary copy, so the checkout's params.yaml, dvc.lock and outputs stay as they were and
+   ``dvc exp show`` lists the retrain with its parameters and metrics;
 4. the **register** stage scores the new version and the champion on the frozen evaluation sets
    and promotes per the policy (cajnn/serving/registry.py);
 5. **record**: one JSON line per run in ``register.retrain.log`` (no-op checks included), tags
-   ``retrain.*`` on the new model version, the pipeline's output in ``<workdir>/logs/``; the
-   state is committed only when the pipeline succeeded, so a failed run is retried next time.
+   ``retrain.*`` on the new model version (the profile trained with among them), the pipeline's
+   output in ``<workdir>/logs/``; the state is committed only when the pipeline succeeded, so a
+   failed run is retried next time.
+
+Paths the experiment reads from the checkout (the downloaded data, the champion's weights, a
+sqlite MLflow store, the Ray checkpoints) are given to it as absolute paths: the temporary copy
+holds only what git tracks.
 
 A lock (``<workdir>/retrain.lock``) serialises runs: a second ``cajnn retrain`` exits with
 code 75 and says who holds it (or waits ``--wait`` seconds first).
@@ -40,7 +54,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -48,7 +62,7 @@ from typing import Any
 import yaml
 
 from cajnn.config import ConfigError, Params, ProfileConfig, deep_merge, from_dict, load_params, read_yaml
-from cajnn.config.compose import compose_params, known_presets, preset_dir, write_params
+from cajnn.config.compose import compose_params, known_presets, preset_dir
 from cajnn.config.register import RetrainConfig
 from cajnn.fetch.files import write_text_atomic
 
@@ -202,13 +216,20 @@ class Check:
     source: str
     listed: int
     new_images: dict[str, str] = field(default_factory=dict)  # rel -> etag
+    new_samples: dict[str, str] = field(default_factory=dict)  # under samples_dir/
+    new_pairs: dict[str, str] = field(default_factory=dict)  # under pairs_dir/
     profiles: tuple[str, str] | None = None  # (rel, etag) when the profiles file is new/changed
     ignored: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def anything_new(self) -> bool:
-        return bool(self.new_images or self.profiles)
+        return bool(self.new_images or self.new_samples or self.new_pairs or self.profiles)
+
+    def summary(self, profiles_file: str) -> str:
+        parts = [f"{len(v)} new {what}" for what, v in (("image(s)", self.new_images), ("served sample(s)", self.new_samples),
+                                                        ("pair file(s)", self.new_pairs)) if v]
+        return ", ".join(parts + ([f"new {profiles_file}"] if self.profiles else []))
 
 
 def check_source(cfg: RetrainConfig, state: dict) -> Check:
@@ -219,12 +240,17 @@ def check_source(cfg: RetrainConfig, state: dict) -> Check:
     for rel, etag in sorted(listing.items()):
         if seen.get(rel) == etag:
             continue
+        top = PurePosixPath(rel).parts[0]
         if rel == cfg.profiles_file:
             chk.profiles = (rel, etag)
-        elif PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES:
-            chk.new_images[rel] = etag
-        else:
+        elif PurePosixPath(rel).suffix.lower() not in IMAGE_SUFFIXES:
             chk.ignored.append(rel)
+        elif top == cfg.samples_dir:
+            chk.new_samples[rel] = etag
+        elif top == cfg.pairs_dir:
+            chk.new_pairs[rel] = etag
+        else:
+            chk.new_images[rel] = etag
     chk.seconds = time.perf_counter() - t0
     return chk
 
@@ -293,12 +319,20 @@ def build_preset(root: Path, base: str, cfg: RetrainConfig, state: dict, init_we
                                f"(known: {', '.join(known_presets(root)) or 'none'})")
     gen = deep_merge(_overlay(presets / f"{base}.yaml"), _overlay(presets / f"{cfg.preset}.yaml"))
     eff = from_dict(Params, compose_params(root, [f"preset={base}"]))
+    # absolute `local:` paths: the experiment runs in a temporary copy without the downloads
+    sources, pairs = list(eff.fetch.sources), list(eff.degrade.pairs)
     images = root / cfg.images_dir
     if images.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in images.rglob("*") if p.is_file()):
-        local = f"local:{cfg.images_dir}"
-        dataset = f"{eff.fetch.dest.rstrip('/')}/{Path(cfg.images_dir).name}"
-        gen.setdefault("fetch", {})["sources"] = [*[s for s in eff.fetch.sources if s != local], local]
+        dataset = f"{eff.fetch.dest.rstrip('/')}/{images.name}"
+        sources.append(f"local:{images.resolve()}")
         gen.setdefault("degrade", {})["inputs"] = [*[i for i in eff.degrade.inputs if i != dataset], dataset]
+    pairs_local = root / cfg.pairs_local
+    if (pairs_local / "originals").is_dir() and (pairs_local / "copies").is_dir():
+        sources.append(f"local:{pairs_local.resolve()}")
+        pairs.append(f"{eff.fetch.dest.rstrip('/')}/{pairs_local.name}")
+        gen.setdefault("degrade", {})["pairs"] = list(dict.fromkeys(pairs))
+    if sources != eff.fetch.sources:
+        gen.setdefault("fetch", {})["sources"] = list(dict.fromkeys(sources))
     if state.get("profiles"):
         clash = sorted(n for n, p in state["profiles"].items()
                        if n in eff.degrade.profiles and from_dict(ProfileConfig, p) != eff.degrade.profiles[n])
@@ -320,14 +354,14 @@ def build_preset(root: Path, base: str, cfg: RetrainConfig, state: dict, init_we
     return {"preset": GENERATED_PRESET, **gen}
 
 
-def install_preset(root: Path, gen: dict, header: str) -> None:
-    """Write conf/preset/retrain.yaml and compose params.yaml with it. The composed parameters are
-    validated first; if they do not load, the previous preset file is put back and nothing changed."""
+def write_preset(root: Path, gen: dict, header: str) -> Params:
+    """Write conf/preset/retrain.yaml after checking that params composed with it load (they are
+    returned); when they do not, the previous file is kept and nothing changes."""
     preset_file = preset_dir(root) / f"{GENERATED_PRESET}.yaml"
     previous = preset_file.read_text() if preset_file.is_file() else None
     write_text_atomic(preset_file, "# @package _global_\n" + header + yaml.safe_dump(gen, sort_keys=False))
     try:
-        write_params(root, [f"preset={GENERATED_PRESET}"])
+        return from_dict(Params, compose_params(root, [f"preset={GENERATED_PRESET}"]))
     except ConfigError as exc:
         if previous is None:
             preset_file.unlink()
@@ -342,14 +376,35 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def run_pipeline(root: Path, log_path: Path, echo: Callable[[str], None]) -> int:
-    """`dvc repro --force` (every stage: the new data must be fetched even when no parameter
-    changed), output streamed to `echo` and to `log_path`."""
+def experiment_overrides(root: Path, params: Params) -> list[str]:
+    """`-S` overrides that point the temporary copy at the checkout's own stores: a sqlite MLflow
+    store and its artifacts, and the Ray checkpoints (so that a rerun after a crash resumes)."""
+    from cajnn.tracking import resolve_tracking_uri
+
+    out = []
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        uri = resolve_tracking_uri(params.mlflow, root, create=True)
+        if uri.startswith("sqlite:///"):
+            out.append(f"mlflow.tracking_uri={uri}")
+            if "://" not in params.mlflow.artifact_location:
+                out.append(f"mlflow.artifact_location={(root / params.mlflow.artifact_location).resolve()}")
+    if "://" not in params.train.storage_path and not Path(params.train.storage_path).is_absolute():
+        out.append(f"train.storage_path={(root / params.train.storage_path).resolve()}")
+    return out
+
+
+def run_experiment(root: Path, name: str, overrides: list[str], log_path: Path, echo: Callable[[str], None]) -> int:
+    """`dvc exp run --temp -f -n NAME -S preset=retrain ...` (every stage: new data must be
+    fetched even when no parameter changed), output streamed to `echo` and to `log_path`."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stages run `python -m ...`
     env.setdefault("DVC_NO_ANALYTICS", "1")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "dvc", "repro", "--force"]
+    preset_file = (preset_dir(root) / f"{GENERATED_PRESET}.yaml").relative_to(root).as_posix()
+    cmd = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-f", "-n", name, "-C", preset_file,
+           "-S", f"preset={GENERATED_PRESET}"]
+    for o in overrides:
+        cmd += ["-S", o]
     with log_path.open("w") as log:
         log.write(f"$ {' '.join(cmd)}  (cwd {root}, {_now()})\n")
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
@@ -358,6 +413,16 @@ def run_pipeline(root: Path, log_path: Path, echo: Callable[[str], None]) -> int
             log.write(line)
             echo(line.rstrip("\n"))
         return proc.wait()
+
+
+def experiment_file(root: Path, name: str, path: str) -> str:
+    """A git-tracked file as the named DVC experiment committed it."""
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], cwd=root, capture_output=True,
+                          text=True, check=True).stdout.split()
+    ref = next((r for r in refs if r.rsplit("/", 1)[-1] == name), None)
+    if ref is None:
+        raise RetrainError(f"experiment {name!r} not found among the DVC experiments ({len(refs)} refs)")
+    return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=root, capture_output=True, text=True, check=True).stdout
 
 
 @dataclass
@@ -387,8 +452,9 @@ def retrain(params_file: Path, opts: Options = Options(), echo: Callable[[str], 
     with retrain_lock(workdir, opts.wait):
         state = load_state(workdir / "state.json")
         chk = check_source(cfg, state)
-        entry.update(listed=chk.listed, check_seconds=round(chk.seconds, 3),
-                     new_images=sorted(chk.new_images), profiles_file_changed=chk.profiles is not None)
+        entry.update(listed=chk.listed, check_seconds=round(chk.seconds, 3), new_images=sorted(chk.new_images),
+                     new_samples=len(chk.new_samples), new_pair_files=len(chk.new_pairs),
+                     profiles_file_changed=chk.profiles is not None)
         if chk.ignored:
             entry["ignored"] = chk.ignored
         if not chk.anything_new and not opts.force:
@@ -396,8 +462,7 @@ def retrain(params_file: Path, opts: Options = Options(), echo: Callable[[str], 
             echo(f"[retrain] nothing new in {cfg.source} ({chk.listed} objects, checked in {chk.seconds:.2f} s)")
             append_log(log_file, entry)
             return entry
-        echo(f"[retrain] {len(chk.new_images)} new image(s)"
-             + (f", new {cfg.profiles_file}" if chk.profiles else "") + f" in {cfg.source}")
+        echo(f"[retrain] {chk.summary(cfg.profiles_file)} in {cfg.source}")
         if opts.check_only:
             entry.update(status="new data (check only)", seconds=round(time.perf_counter() - t0, 3))
             append_log(log_file, entry)
@@ -410,6 +475,25 @@ def retrain(params_file: Path, opts: Options = Options(), echo: Callable[[str], 
             raise
 
 
+def _strip_top(rel: str) -> str:
+    return PurePosixPath(*PurePosixPath(rel).parts[1:]).as_posix()
+
+
+def fit_samples(folder: Path, name: str, scale: int, out: Path) -> dict:
+    """Fit a profile to every sample under `folder`; the evidence goes to `out` (YAML). Returns
+    the profile as a dict (degrade.profiles syntax)."""
+    from cajnn.degradation.profile_fit import fit_profile, read_folder_facts
+
+    files, skipped = read_folder_facts(folder)
+    try:
+        result = fit_profile(files, skipped, scale=scale)
+    except ValueError as exc:
+        raise RetrainError(f"{folder}: {exc}") from None
+    mapping = result.as_yaml_mapping(name)
+    write_text_atomic(out, yaml.safe_dump(mapping, sort_keys=False))
+    return mapping["profiles"][name]
+
+
 def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dict:
     workdir = root / cfg.workdir
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -417,6 +501,10 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
     client = _s3_client(cfg.endpoint_url) if cfg.source.startswith("s3://") else None
     for rel in chk.new_images:
         fetch_object(cfg.source, cfg.endpoint_url, rel, root / cfg.images_dir / rel, client)
+    for rel in chk.new_samples:
+        fetch_object(cfg.source, cfg.endpoint_url, rel, workdir / "samples" / _strip_top(rel), client)
+    for rel in chk.new_pairs:
+        fetch_object(cfg.source, cfg.endpoint_url, rel, root / cfg.pairs_local / _strip_top(rel), client)
     profiles, train_with = dict(state.get("profiles") or {}), state.get("train_with")
     if chk.profiles:
         path = fetch_object(cfg.source, cfg.endpoint_url, chk.profiles[0], workdir / "incoming" / cfg.profiles_file, client)
@@ -424,12 +512,20 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
         profiles.update(new_profiles)
         entry["new_profiles"] = sorted(new_profiles)
         entry["train_with"] = train_with
-    # 3. warm start from the champion
+    # 3. the base preset, the fitted profile, warm start from the champion
     raw = read_yaml(params_file) or {}
     base = cfg.base_preset or (raw.get("preset", "embedded") if raw.get("preset") != GENERATED_PRESET else state.get("base_preset"))
     if not base:
         raise RetrainError("params.yaml selects the generated preset `retrain` but the state does not record its "
                            "base; set register.retrain.base_preset")
+    if chk.new_samples:
+        fit_file = workdir / "fits" / f"{cfg.samples_profile}-{stamp}.yaml"
+        scale = from_dict(Params, compose_params(root, [f"preset={base}"])).degrade.selected_profile().scale
+        profiles[cfg.samples_profile] = fit_samples(workdir / "samples", cfg.samples_profile, scale, fit_file)
+        train_with = cfg.samples_profile
+        entry.update(fitted_profile=cfg.samples_profile, fit=fit_file.relative_to(root).as_posix(), train_with=train_with)
+        echo(f"[retrain] profile {cfg.samples_profile!r} fitted to the served samples: "
+             f"{json.dumps(profiles[cfg.samples_profile], sort_keys=True)} ({entry['fit']})")
     init_weights, champion_config, champion = "", None, None
     import mlflow
 
@@ -443,7 +539,7 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
     if mv is not None:
         champion = int(mv.version)
         weights = download_weights(f"models:/{params.register.model_name}/{mv.version}", workdir / f"champion-v{mv.version}")
-        init_weights = weights.relative_to(root).as_posix()
+        init_weights = str(weights.resolve())  # absolute: the experiment's copy has no data/retrain
         champion_config = json.loads(weights.with_suffix(".json").read_text())
         echo(f"[retrain] warm start from {params.register.model_name} version {mv.version} (champion)")
     else:
@@ -453,19 +549,21 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
     gen = build_preset(root, base, cfg, pending, init_weights, champion_config)
     header = (f"# GENERATED by `cajnn retrain` at {_now()}: conf/preset/{base}.yaml + conf/preset/{cfg.preset}.yaml\n"
               f"# + new web-platform data from {cfg.source} + warm start; rewritten by every retrain.\n")
-    install_preset(root, gen, header)
-    state["base_preset"] = base  # kept even if the pipeline fails: params.yaml now selects `retrain`
-    save_json(workdir / "state.json", state)
-    # 4. the pipeline (the register stage applies the promotion policy)
-    log_path = workdir / "logs" / f"retrain-{stamp}.log"
-    entry["pipeline_log"] = log_path.relative_to(root).as_posix()
+    eff = write_preset(root, gen, header)
+    profile_name = eff.degrade.profile
+    entry["profile"] = {"name": profile_name,
+                        **{k: v for k, v in asdict(eff.degrade.selected_profile()).items() if v is not None}}
+    # 4. the pipeline as a DVC experiment (the register stage applies the promotion policy)
+    name = f"retrain-{stamp}"
+    log_path = workdir / "logs" / f"{name}.log"
+    entry.update(experiment=name, pipeline_log=log_path.relative_to(root).as_posix())
     t_pipe = time.perf_counter()
-    rc = run_pipeline(root, log_path, echo)
+    rc = run_experiment(root, name, experiment_overrides(root, params), log_path, echo)
     entry["pipeline_seconds"] = round(time.perf_counter() - t_pipe, 1)
     if rc != 0:
-        raise RetrainError(f"`dvc repro --force` failed with exit code {rc}; see {log_path} (the new data stays "
+        raise RetrainError(f"`dvc exp run` failed with exit code {rc}; see {log_path} (the new data stays "
                            "unseen and will be retried)")
-    record = json.loads((root / params.register.out).read_text())
+    record = json.loads(experiment_file(root, name, params.register.out))
     d = record["decision"]
     entry.update(status="retrained", version=record["version"], promoted=d["promote"], reason=d["reason"],
                  champion_after=record["champion"], challenger_mean_psnr_y=d["challenger_mean"],
@@ -473,22 +571,28 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
     # 5. record
     client_ml = mlflow.MlflowClient()
     for key, value in {
-        "retrain.time": entry["time"], "retrain.source": cfg.source,
-        "retrain.new_images": str(len(chk.new_images)),
+        "retrain.time": entry["time"], "retrain.source": cfg.source, "retrain.experiment": name,
+        "retrain.new_images": str(len(chk.new_images)), "retrain.new_samples": str(len(chk.new_samples)),
+        "retrain.new_pair_files": str(len(chk.new_pairs)),
         "retrain.new_profiles": ",".join(entry.get("new_profiles", [])),
+        "retrain.profile": profile_name,
+        "retrain.profile_config": json.dumps(entry["profile"], sort_keys=True),
         "retrain.warm_start": f"version {champion}" if champion else "none (from scratch)",
         "retrain.base_preset": base, "retrain.log": entry["pipeline_log"],
     }.items():
         client_ml.set_model_version_tag(params.register.model_name, str(record["version"]), key, value)
     seen = state["seen"].setdefault(cfg.source, {})
     seen.update(chk.new_images)
+    seen.update(chk.new_samples)
+    seen.update(chk.new_pairs)
     if chk.profiles:
         seen[chk.profiles[0]] = chk.profiles[1]
-    state.update(profiles=profiles, train_with=train_with, last_run=entry["time"], last_version=record["version"])
+    state.update(profiles=profiles, train_with=train_with, base_preset=base, last_run=entry["time"],
+                 last_version=record["version"], last_experiment=name)
     save_json(workdir / "state.json", state)
     entry["seconds"] = round(time.perf_counter() - t0, 1)
     append_log(root / cfg.log, entry)
-    echo(f"[retrain] version {record['version']} "
+    echo(f"[retrain] experiment {name}: version {record['version']} "
          + ("promoted to champion" if d["promote"] else f"not promoted; champion stays version {record['champion']}")
-         + f" ({d['reason']})")
+         + f" ({d['reason']}); `dvc exp show` lists it")
     return entry

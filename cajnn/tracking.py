@@ -190,7 +190,7 @@ def log_datasets(client, run_id: str, datasets: list[tuple[object, str]]) -> Non
 def patch_set_summary(manifest: dict) -> dict:
     """The facts of a patch manifest (`cajnn.data.shards`) that describe a training set."""
     sources = Counter(str(s.get("source", "")).split("/")[0] for s in manifest.get("shards", []))
-    keys = ("patches", "images", "lr_images", "profile", "patch_size_lr", "qualities_per_image", "bytes")
+    keys = ("patches", "images", "lr_images", "real_pairs", "profile", "patch_size_lr", "qualities_per_image", "bytes")
     return {**{k: manifest[k] for k in keys if manifest.get(k) is not None},
             "sources": {k: n for k, n in sorted(sources.items()) if k}}
 

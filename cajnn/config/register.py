@@ -14,19 +14,29 @@ class RetrainConfig:
     fine-tunes the champion on it (see cajnn/retrain.py and infra/README.md)."""
 
     # s3://bucket/prefix/ or a local folder; "" = not configured (`cajnn retrain --source`).
-    # HR images anywhere under it are new training images; `profiles_file` (relative to the
-    # source) holds new degradation profiles.
+    # Under it: `samples_dir`/ JPEGs as the platform serves them (a profile is fitted to them:
+    # `cajnn profile fit`), `pairs_dir`/originals/ + copies/ (real pairs), `profiles_file`
+    # (hand-written profiles); every other image is a new HR training image.
     source: str = ""
     # S3-compatible endpoint (MinIO, ...); "" = AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL or AWS itself.
     endpoint_url: str = ""
     profiles_file: str = "profiles.yaml"
+    samples_dir: str = "samples"
+    pairs_dir: str = "pairs"
+    # Name of the profile fitted to the samples (refitted on all samples seen, at each new drop).
+    samples_profile: str = "served"
     # New HR images are downloaded here; the fetch stage reads it as `local:<images_dir>`.
     images_dir: str = "data/web"
+    # New pairs are downloaded here (originals/, copies/); fetched as `local:<pairs_local>` and
+    # degraded as `degrade.pairs`.
+    pairs_local: str = "data/web-pairs"
     # State (keys + ETags already seen), the lock, the champion's weights for the warm start,
     # the pipeline logs.
     workdir: str = "data/retrain"
     # Overlay preset (conf/preset/<preset>.yaml, fewer iterations, lower lr) merged over the preset
-    # in use; the result is written to conf/preset/retrain.yaml and params.yaml composed with it.
+    # in use; the result is written to conf/preset/retrain.yaml (git-ignored) and run as a DVC
+    # experiment `dvc exp run --temp -S preset=retrain`: the checkout's params.yaml and dvc.lock
+    # stay as they are.
     preset: str = "finetune"
     # Base preset under the overlay; "" = the one params.yaml selects (or the one recorded by
     # the previous retrain when params.yaml already selects `retrain`).

@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cajnn.config import ConfigError, load_params
+from cajnn.config import ConfigError
 from cajnn.config.register import RetrainConfig
 from cajnn.retrain import (
-    EXIT_BUSY, RetrainBusy, RetrainError, build_preset, check_source, install_preset, load_state, parse_profiles, retrain_lock,
+    EXIT_BUSY, RetrainBusy, RetrainError, build_preset, check_source, experiment_file, load_state, parse_profiles,
+    retrain_lock, write_preset,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,11 +42,17 @@ def test_folder_source_new_changed_and_ignored_objects(tmp_path):
     (src / "batch1" / "a.png").write_bytes(b"x")
     (src / "notes.txt").write_text("not data")
     (src / ".hidden.png").write_bytes(b"x")
+    for rel in ("samples/2026/s1.jpg", "pairs/originals/p.png", "pairs/copies/p.jpg"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(b"x")
     cfg = RetrainConfig(source=str(src))
     state = load_state(tmp_path / "none.json")
     chk = check_source(cfg, state)
     assert chk.new_images == {"batch1/a.png": chk.new_images["batch1/a.png"]} and chk.ignored == ["notes.txt"]
-    state["seen"][str(src)] = dict(chk.new_images)
+    assert list(chk.new_samples) == ["samples/2026/s1.jpg"]
+    assert sorted(chk.new_pairs) == ["pairs/copies/p.jpg", "pairs/originals/p.png"]
+    assert chk.summary("profiles.yaml") == "1 new image(s), 1 new served sample(s), 2 new pair file(s)"
+    state["seen"][str(src)] = {**chk.new_images, **chk.new_samples, **chk.new_pairs}
     assert not check_source(cfg, state).anything_new
     (src / "profiles.yaml").write_text("profiles: {}\n")
     assert check_source(cfg, state).profiles[0] == "profiles.yaml"
@@ -76,6 +83,8 @@ def test_generated_preset_overlays_finetune_on_the_base(tmp_path):
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     (tmp_path / "data" / "web" / "x").mkdir(parents=True)
     (tmp_path / "data" / "web" / "x" / "new.png").write_bytes(b"png")
+    for side in ("originals", "copies"):
+        (tmp_path / "data" / "web-pairs" / side).mkdir(parents=True)
     cfg = RetrainConfig(overrides={"train.iterations": 7})
     state = {"profiles": {"forum": {"qf_min": 30, "qf_max": 60}}, "train_with": "forum"}
     champion = {"nf": 8, "num_blocks": 1, "growth": 4, "scale": 4, "context": "aspp", "upsampler": "pixelshuffle",
@@ -87,8 +96,11 @@ def test_generated_preset_overlays_finetune_on_the_base(tmp_path):
     assert gen["train"]["init_weights"].endswith("champion-v3/cajnn.safetensors")
     assert gen["train"]["model"] == {"preset": "micro", "overrides": {}}  # the champion is a micro model
     assert gen["degrade"]["patch_size"] == 24  # the base preset's data settings are kept
-    assert gen["fetch"]["sources"] == ["sample", "local:data/web"]
+    # absolute: the experiment runs in a temporary copy that has no downloads
+    web, pairs = (tmp_path / "data" / "web").resolve(), (tmp_path / "data" / "web-pairs").resolve()
+    assert gen["fetch"]["sources"] == ["sample", f"local:{web}", f"local:{pairs}"]
     assert gen["degrade"]["inputs"] == ["data/raw/sample-train", "data/raw/web"]
+    assert gen["degrade"]["pairs"] == ["data/raw/web-pairs"]
     assert gen["degrade"]["profile"] == "forum" and gen["degrade"]["profiles"]["forum"]["qf_min"] == 30
     # a champion of another architecture than the base preset's is rebuilt through overrides
     gen = build_preset(tmp_path, "micro", cfg, state, "w.safetensors", {**champion, "nf": 16})
@@ -101,16 +113,18 @@ def test_generated_preset_overlays_finetune_on_the_base(tmp_path):
     with pytest.raises(RetrainError, match="preset 'nope'.*known: cpu-base, embedded, finetune, micro, paper"):
         build_preset(tmp_path, "nope", cfg, state, "", None)
 
-    # installed: params.yaml is composed with it; an invalid one changes nothing
-    install_preset(tmp_path, gen, "# test\n")
-    params = load_params(tmp_path / "params.yaml")
+    # written: the parameters composed with it load; params.yaml is not touched; an invalid one
+    # changes nothing
+    params_before = (tmp_path / "params.yaml").read_text()
+    params = write_preset(tmp_path, gen, "# test\n")
     assert params.preset == "retrain" and params.train.model.overrides == {"nf": 16}
     assert params.train.iterations == 7 and params.degrade.patch_size == 24 and params.degrade.profile == "forum"
-    before = {p: p.read_text() for p in (tmp_path / "params.yaml", tmp_path / "conf" / "preset" / "retrain.yaml")}
+    assert (tmp_path / "params.yaml").read_text() == params_before
+    before = (tmp_path / "conf" / "preset" / "retrain.yaml").read_text()
     bad = build_preset(tmp_path, "micro", RetrainConfig(overrides={"train.loss": "l7"}), state, "", None)
     with pytest.raises(RetrainError, match="invalid.*train.loss"):
-        install_preset(tmp_path, bad, "# test\n")
-    assert {p: p.read_text() for p in before} == before
+        write_preset(tmp_path, bad, "# test\n")
+    assert (tmp_path / "conf" / "preset" / "retrain.yaml").read_text() == before
 
 
 def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
@@ -171,6 +185,27 @@ def _log(world) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+def _served(name: str, side: int, q: int) -> bytes:
+    """A sample photo as a platform serves it: shrunk to `side` (Pillow Lanczos), JPEG at q."""
+    from PIL import Image
+
+    from cajnn.data.sample import load_sample
+
+    im = Image.fromarray(load_sample(name)[..., :3])
+    im.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=q)
+    return buf.getvalue()
+
+
+def _png_of(img) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def _png(seed: int, h: int, w: int) -> bytes:
     from PIL import Image
 
@@ -202,6 +237,16 @@ def test_a_second_retrain_exits_while_the_first_holds_the_lock(world):
     world["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "profiles.yaml", Body=yaml.safe_dump({
         "profiles": {"forum": {"resize": "pillow_bicubic", "scale": 4, "qf_min": 30, "qf_max": 60, "subsampling": "420"}},
         "train_with": "forum"}).encode())
+    # what the platform served (a profile is fitted to these) and two real pairs
+    for i, (name, q) in enumerate([("astronaut", 45), ("rocket", 45), ("coffee", 45), ("chelsea", 70)]):
+        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}samples/day1/{i}.jpg", Body=_served(name, 200, q))
+    for name, q in (("motorcycle_left", 40), ("immunohistochemistry", 60)):
+        from cajnn.data.sample import load_sample
+
+        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}pairs/originals/{name}.png",
+                               Body=_png_of(load_sample(name)[..., :3]))
+        side = max(load_sample(name).shape[:2]) // 4
+        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}pairs/copies/{name}.jpg", Body=_served(name, side, q))
     with retrain_lock(world["project"] / "data" / "retrain"):
         proc, wall = _retrain(world, timeout=120)
     assert proc.returncode == EXIT_BUSY, proc.stdout + proc.stderr
@@ -225,25 +270,41 @@ def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
     entry = _log(world)[-1]
     assert entry["status"] == "retrained" and entry["version"] == 2 and entry["champion_before"] == 1
     assert entry["new_images"] == ["2025-06/forum_0001.png", "2025-06/forum_0002.png"]
-    assert entry["new_profiles"] == ["forum"] and entry["train_with"] == "forum"
-    assert entry["warm_start"] == "data/retrain/champion-v1/cajnn.safetensors"
+    assert entry["new_samples"] == 4 and entry["new_pair_files"] == 4
+    # the profile fitted to the served samples is the one trained with; forum is kept
+    assert entry["new_profiles"] == ["forum"] and entry["fitted_profile"] == "served" and entry["train_with"] == "served"
+    assert entry["profile"]["name"] == "served" and entry["profile"]["qf_values"] == [45, 70]
+    assert entry["profile"]["qf_weights"] == [0.75, 0.25] and entry["profile"]["subsampling"] == "420"
+    assert entry["warm_start"].endswith("data/retrain/champion-v1/cajnn.safetensors")
     print(f"\n[retrain] new data: pipeline {entry['pipeline_seconds']} s, whole retrain {wall:.0f} s; "
           f"version 2 {'promoted' if entry['promoted'] else 'not promoted'} ({entry['reason']})")
 
-    # (2) the data: the new images were fetched and degraded with the new profile
-    assert sorted(p.name for p in (project / "data" / "raw" / "web").rglob("*.png")) == ["forum_0001.png", "forum_0002.png"]
-    manifest = json.loads((project / "data" / "patches" / "manifest.json").read_text())
-    assert manifest["profile"] == "forum" and manifest["images"] == 9
-    assert yaml.safe_load((project / "params.yaml").read_text())["preset"] == "retrain"
+    # a DVC experiment: listed by `dvc exp show`, the checkout's params.yaml and dvc.lock untouched
+    name = entry["experiment"]
+    status = subprocess.run(["git", "status", "--porcelain", "params.yaml", "dvc.lock"], cwd=project,
+                            capture_output=True, text=True, check=True).stdout
+    assert status == "" and yaml.safe_load((project / "params.yaml").read_text())["preset"] == "micro"
+    shown = json.loads(subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=project,
+                                      capture_output=True, text=True, check=True, env=world["env"]).stdout)
+    exps = [e for row in shown for e in (row.get("experiments") or []) if e.get("name") == name]
+    assert exps, [e.get("name") for row in shown for e in (row.get("experiments") or [])]
+    exp_params = exps[0]["revs"][0]["data"]["params"]["params.yaml"]["data"]
+    assert exp_params["preset"] == "retrain" and exp_params["degrade"]["profile"] == "served"
+    assert exp_params["degrade"]["pairs"] == ["data/raw/web-pairs"]
+
+    # (2) the data: new images, the real pairs and the fitted profile in the experiment's patch set
+    run = json.loads(experiment_file(project, name, "models/run.json"))
+    assert run["data"]["profile"] == "served" and run["data"]["real_pairs"] == 2
+    assert run["data"]["sources"] == {"sample-train": 7, "web": 2, "web-pairs": 2}
 
     # (3) trained from the champion's weights with the fine-tuning schedule
-    record = json.loads((project / "reports" / "registry.json").read_text())
+    record = json.loads(experiment_file(project, name, "reports/registry.json"))
     client = MlflowClient(world["stack"].mlflow_url)
     run_params = client.get_run(record["run_id"]).data.params
-    assert run_params["train.init_weights"] == "data/retrain/champion-v1/cajnn.safetensors"
+    assert run_params["train.init_weights"].endswith("data/retrain/champion-v1/cajnn.safetensors")
     finetune = yaml.safe_load((REPO / "conf" / "preset" / "finetune.yaml").read_text())["train"]
     assert run_params["train.iterations"] == "8" and float(run_params["train.lr"]) == finetune["lr"]
-    assert run_params["degrade.profile"] == "forum"
+    assert run_params["degrade.profile"] == "served"
     assert "warm start from" in (project / entry["pipeline_log"]).read_text()
 
     # (4) evaluated and promoted or not exactly per the policy, the champion rescored
@@ -258,11 +319,14 @@ def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
     assert champion == ("2" if expected.promote else "1")
     assert client.get_model_version_by_alias(NAME, "challenger").version == "2"
 
-    # (5) recorded: version tags and the state of what has been seen
+    # (5) recorded: version tags (the profile among them) and the state of what has been seen
     assert mv.tags["retrain.new_images"] == "2" and mv.tags["retrain.new_profiles"] == "forum"
+    assert mv.tags["retrain.new_samples"] == "4" and mv.tags["retrain.new_pair_files"] == "4"
+    assert mv.tags["retrain.profile"] == "served" and mv.tags["retrain.experiment"] == name
+    assert json.loads(mv.tags["retrain.profile_config"])["qf_values"] == [45, 70]
     assert mv.tags["retrain.warm_start"] == "version 1"
     state = json.loads((project / "data" / "retrain" / "state.json").read_text())
-    assert set(state["seen"][f"s3://{BUCKET}/{PREFIX}"]) == {"2025-06/forum_0001.png", "2025-06/forum_0002.png", "profiles.yaml"}
+    assert len(state["seen"][f"s3://{BUCKET}/{PREFIX}"]) == 11 and state["last_experiment"] == name
 
 
 @pytest.mark.slow
@@ -270,9 +334,9 @@ def test_after_the_retrain_nothing_is_new_and_a_changed_object_is(world):
     proc, wall = _retrain(world, timeout=120)
     assert proc.returncode == 0 and "nothing new" in proc.stdout, proc.stdout + proc.stderr
     entry = _log(world)[-1]
-    assert entry["status"] == "nothing new" and entry["listed"] == 3
+    assert entry["status"] == "nothing new" and entry["listed"] == 11
     TIMINGS["seen"] = (entry["check_seconds"], entry["seconds"], wall)
-    print(f"\n[retrain] no new data (3 objects seen): S3 check {entry['check_seconds']:.3f} s, "
+    print(f"\n[retrain] no new data (11 objects seen): S3 check {entry['check_seconds']:.3f} s, "
           f"whole retrain() {entry['seconds']:.3f} s, process {wall:.1f} s")
     from mlflow import MlflowClient
 
