@@ -7,6 +7,7 @@ bicubic upscaling of the JPEG input) and CAJNN (optionally self-ensembled).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,11 +108,14 @@ def flat_metrics(report: EvalReport) -> dict[str, float]:
     return out
 
 
-def markdown_table(report: EvalReport, params_m: float, method_labels: dict[str, str]) -> str:
-    """Methods x sets, PSNR/SSIM-Y per QF, runtime per set and parameters (paper Table I)."""
+def markdown_table(report: EvalReport, params_m: float, method_labels: dict[str, str],
+                   method_params_m: dict[str, float] | None = None) -> str:
+    """Methods x sets, PSNR/SSIM-Y per QF, seconds per image and parameters (paper Table I).
+    `params_m` is CAJNN's; `method_params_m` those of other methods (a chain: both networks)."""
     sets = list(report.results)
+    method_params_m = method_params_m or {}
     lines = [
-        "| QF | Method | Params (M) | " + " | ".join(f"{s} PSNR / SSIM | {s} runtime (s)" for s in sets) + " |",
+        "| QF | Method | Params (M) | " + " | ".join(f"{s} PSNR / SSIM | {s} s / image" for s in sets) + " |",
         "|---|---|---|" + "---|---|" * len(sets),
     ]
     qfs = sorted({qf for per_qf in report.results.values() for qf in per_qf})
@@ -120,8 +124,8 @@ def markdown_table(report: EvalReport, params_m: float, method_labels: dict[str,
             cells = []
             for s in sets:
                 r = report.results[s].get(qf, {}).get(method)
-                cells.append(f"{r.psnr_y:.2f} / {r.ssim_y:.4f} | {r.seconds:.2f}" if r else "- | -")
-            params = "-" if method == "bicubic" else f"{params_m:.3f}"
+                cells.append(f"{r.psnr_y:.2f} / {r.ssim_y:.4f} | {r.seconds / max(r.images, 1):.3f}" if r else "- | -")
+            params = "-" if method == "bicubic" else f"{method_params_m.get(method, params_m):.3f}"
             lines.append(f"| {qf} | {label} | {params} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -157,6 +161,16 @@ class Crop:
     images: dict[str, np.ndarray]  # "bicubic", "cajnn", "gt": uint8 HxWx3
 
 
+@dataclass(frozen=True)
+class ExtraMethod:
+    """A method scored beside bicubic and CAJNN (a baseline of Table I): its label in the table,
+    LR uint8 -> HR uint8, and its parameter count."""
+
+    label: str
+    fn: Callable[[np.ndarray], np.ndarray]
+    params: int
+
+
 @dataclass
 class Protocol:
     """Everything one evaluation produced."""
@@ -168,11 +182,15 @@ class Protocol:
     seconds: float
     crop_border: int
     crops: list[Crop] = field(default_factory=list)  # the first `samples` images per set and QF
+    extra: dict[str, ExtraMethod] = field(default_factory=dict)
+    budgets: list[str] = field(default_factory=list)  # what each model was trained with, for the table
 
 
-def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = None) -> Protocol:
-    """Table I (every present set x `cfg.qualities` x bicubic/CAJNN/self-ensemble) and the
-    Fig. 3 QF sweep (bicubic/CAJNN on `cfg.sweep_set`). `cfg` is an `EvaluateConfig`."""
+def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = None,
+                 extra: dict[str, ExtraMethod] | None = None) -> Protocol:
+    """Table I (every present set x `cfg.qualities` x bicubic/CAJNN/self-ensemble, and the
+    `extra` methods) and the Fig. 3 QF sweep (bicubic/CAJNN on `cfg.sweep_set`). `cfg` is an
+    `EvaluateConfig`."""
     from cajnn.data.image_io import save_rgb
 
     t0 = time.perf_counter()
@@ -180,6 +198,8 @@ def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = No
     methods = {"bicubic": bicubic_method(cfg.scale), "cajnn": model_method(model, tile=tile)}
     if cfg.self_ensemble:
         methods["cajnn_x8"] = model_method(model, self_ensemble=True, tile=tile)
+    extra = dict(extra or {})
+    methods.update({k: m.fn for k, m in extra.items()})
     present = {k: root / v for k, v in cfg.sets.items() if (root / v).is_dir()}
     missing = sorted(set(cfg.sets) - set(present))
     if not present:
@@ -204,7 +224,45 @@ def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = No
         sweep = evaluate_sets({k: methods[k] for k in ("bicubic", "cajnn")}, {cfg.sweep_set: present[cfg.sweep_set]},
                               cfg.sweep_qualities, cfg.scale, cfg.crop_border)
     n_params = sum(p.numel() for p in model.parameters())
-    return Protocol(report, sweep, n_params, missing, time.perf_counter() - t0, cfg.crop_border, crops)
+    return Protocol(report, sweep, n_params, missing, time.perf_counter() - t0, cfg.crop_border, crops, extra)
+
+
+BASELINES_RECORD = "baselines.json"  # what the `baselines` stage trained, in its output folder
+
+
+def read_baselines(folder: Path) -> dict:
+    """The `baselines` stage's record (no models when it was off or has not run)."""
+    path = folder / BASELINES_RECORD
+    return json.loads(path.read_text()) if path.is_file() else {"enabled": False, "models": {}}
+
+
+def baseline_methods(record: dict, folder: Path, tile: int = 0) -> dict[str, ExtraMethod]:
+    """The Table I rows of a `baselines` record (models/baselines/baselines.json): the SR-only
+    row (the SR network on the JPEG input) and each chain (CAR network, then SR network)."""
+    from cajnn.weights import load_weights
+
+    models = record.get("models") or {}
+    if not models:
+        return {}
+    nets = {name: load_weights(folder / m["weights"]) for name, m in models.items()}
+    labels = {name: LABELS_BY_ARCH.get(net.config.get("arch", "cajnn"), name) for name, net in nets.items()}
+
+    def chain(car: nn.Module, sr: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda lr: enhance(enhance(lr, car, tile=tile), sr, tile=tile)
+
+    out = {}
+    sr_only = record.get("sr_only")
+    if sr_only in nets:
+        out["sr_only"] = ExtraMethod(f"{labels[sr_only]} (SR only)", model_method(nets[sr_only], tile=tile),
+                                     models[sr_only]["params"])
+    for name, (car, sr) in (record.get("chains") or {}).items():
+        if car in nets and sr in nets:
+            out[name] = ExtraMethod(f"{labels[car]} + {labels[sr]}", chain(nets[car], nets[sr]),
+                                    models[car]["params"] + models[sr]["params"])
+    return out
+
+
+LABELS_BY_ARCH = {"arcnn": "ARCNN", "dncnn": "DnCNN", "rrdbnet": "RRDB"}
 
 
 def wide_psnr_rows(report: EvalReport, with_set: bool = True) -> tuple[list[str], list[list]]:
@@ -236,17 +294,20 @@ def write_reports(protocol: Protocol, out: Path, title: str = "CAJNN evaluation"
     metrics: dict[str, float] = flat_metrics(protocol.report)
     metrics["params"] = protocol.params
     metrics["eval_seconds"] = round(protocol.seconds, 2)
-    labels = {k: v for k, v in METHOD_LABELS.items()
+    labels = {k: v for k, v in {**METHOD_LABELS, **{k: m.label for k, m in protocol.extra.items()}}.items()
               if any(k in m for per_qf in protocol.report.results.values() for m in per_qf.values())}
-    table = markdown_table(protocol.report, protocol.params / 1e6, labels)
-    notes = []
+    table = markdown_table(protocol.report, protocol.params / 1e6, labels,
+                           {k: m.params / 1e6 for k, m in protocol.extra.items()})
+    for k, m in protocol.extra.items():
+        metrics[f"params/{k}"] = m.params
+    notes = list(protocol.budgets)
     if protocol.missing_sets:
         notes.append(f"Sets not present (not fetched): {', '.join(protocol.missing_sets)}")
     for s in protocol.report.skipped:
         notes.append(f"Skipped {s['file']} ({s['set']}): {s['reason']}")
     (out / "table.md").write_text(
         f"# {title}\n\nPSNR-Y (dB) / SSIM-Y with a {protocol.crop_border}-pixel border removed; "
-        "runtime = seconds for the whole set.\n\n" + table
+        "runtime = seconds per image.\n\n" + table
         + "".join(f"\n{n}\n" for n in notes)
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

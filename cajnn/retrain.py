@@ -50,7 +50,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +63,7 @@ import yaml
 from cajnn.config import ConfigError, Params, ProfileConfig, deep_merge, from_dict, load_params, read_yaml
 from cajnn.config.compose import compose_params, known_presets, preset_dir
 from cajnn.config.register import RetrainConfig
+from cajnn.experiments import experiment_file, experiment_overrides, run_experiment
 from cajnn.fetch.files import write_text_atomic
 
 GENERATED_PRESET = "retrain"
@@ -376,55 +376,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def experiment_overrides(root: Path, params: Params) -> list[str]:
-    """`-S` overrides that point the temporary copy at the checkout's own stores: a sqlite MLflow
-    store and its artifacts, and the Ray checkpoints (so that a rerun after a crash resumes)."""
-    from cajnn.tracking import resolve_tracking_uri
-
-    out = []
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        uri = resolve_tracking_uri(params.mlflow, root, create=True)
-        if uri.startswith("sqlite:///"):
-            out.append(f"mlflow.tracking_uri={uri}")
-            if "://" not in params.mlflow.artifact_location:
-                out.append(f"mlflow.artifact_location={(root / params.mlflow.artifact_location).resolve()}")
-    if "://" not in params.train.storage_path and not Path(params.train.storage_path).is_absolute():
-        out.append(f"train.storage_path={(root / params.train.storage_path).resolve()}")
-    return out
-
-
-def run_experiment(root: Path, name: str, overrides: list[str], log_path: Path, echo: Callable[[str], None]) -> int:
-    """`dvc exp run --temp -f -n NAME -S preset=retrain ...` (every stage: new data must be
-    fetched even when no parameter changed), output streamed to `echo` and to `log_path`."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # stages run `python -m ...`
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    preset_file = (preset_dir(root) / f"{GENERATED_PRESET}.yaml").relative_to(root).as_posix()
-    cmd = [sys.executable, "-m", "dvc", "exp", "run", "--temp", "-f", "-n", name, "-C", preset_file,
-           "-S", f"preset={GENERATED_PRESET}"]
-    for o in overrides:
-        cmd += ["-S", o]
-    with log_path.open("w") as log:
-        log.write(f"$ {' '.join(cmd)}  (cwd {root}, {_now()})\n")
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            echo(line.rstrip("\n"))
-        return proc.wait()
-
-
-def experiment_file(root: Path, name: str, path: str) -> str:
-    """A git-tracked file as the named DVC experiment committed it."""
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], cwd=root, capture_output=True,
-                          text=True, check=True).stdout.split()
-    ref = next((r for r in refs if r.rsplit("/", 1)[-1] == name), None)
-    if ref is None:
-        raise RetrainError(f"experiment {name!r} not found among the DVC experiments ({len(refs)} refs)")
-    return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=root, capture_output=True, text=True, check=True).stdout
-
-
 @dataclass
 class Options:
     source: str | None = None
@@ -558,7 +509,9 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
     log_path = workdir / "logs" / f"{name}.log"
     entry.update(experiment=name, pipeline_log=log_path.relative_to(root).as_posix())
     t_pipe = time.perf_counter()
-    rc = run_experiment(root, name, experiment_overrides(root, params), log_path, echo)
+    preset_file = (preset_dir(root) / f"{GENERATED_PRESET}.yaml").relative_to(root).as_posix()
+    rc = run_experiment(root, name, [f"preset={GENERATED_PRESET}", *experiment_overrides(root, params)], log_path, echo,
+                        copy_paths=(preset_file,))
     entry["pipeline_seconds"] = round(time.perf_counter() - t_pipe, 1)
     if rc != 0:
         raise RetrainError(f"`dvc exp run` failed with exit code {rc}; see {log_path} (the new data stays "

@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as _safetensors_save
 from torch import nn
 
-from .archs.cajnn_arch import CAJNN
+from .archs.presets import build_from_config
 
 FORMAT_VERSION = "1"
 _MAX_LISTED = 10
@@ -105,8 +105,9 @@ def _read_config(json_path: Path, weights_path: Path) -> dict[str, Any]:
     return config
 
 
-def load_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> CAJNN:
-    """Rebuild a :class:`CAJNN` from ``<path>.json`` and load ``path`` (safetensors) strictly.
+def load_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the network (CAJNN, or a baseline named by the config's `arch`) from
+    ``<path>.json`` and load ``path`` (safetensors) strictly.
 
     Returns the model on ``map_location`` in eval mode. Raises ``FileNotFoundError`` when either
     file is missing and ``ValueError`` for a bad config, an unreadable or newer-format weights
@@ -118,9 +119,9 @@ def load_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
     json_path = config_path_for(path)
     config = _read_config(json_path, path)
     try:
-        model = CAJNN(**config)
+        model = build_from_config(config)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"model config {json_path} does not describe a valid CAJNN: {exc}") from exc
+        raise ValueError(f"model config {json_path} does not describe a valid network: {exc}") from exc
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as fh:

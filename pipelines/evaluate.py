@@ -10,10 +10,26 @@ from __future__ import annotations
 
 import shutil
 
-from cajnn.evaluation import run_protocol, write_reports
+from cajnn.evaluation import baseline_methods, read_baselines, run_protocol, write_reports
 from cajnn.reports.compare import write_compare_page
 from cajnn.tracking import read_run_file, setup_tracking
 from pipelines._common import ROOT, stage
+
+
+def budgets(run: dict, baselines: dict) -> list[str]:
+    """One line per trained model: what it was trained with (a comparison is fair only at equal
+    budgets, and the table says what they were)."""
+    def line(label: str, r: dict) -> str:
+        secs = f", {r['train_seconds']:.0f} s" if r.get("train_seconds") is not None else ""
+        return (f"- {label}: {r['iterations']} iterations x batch {r['batch_size']} = "
+                f"{r['iterations'] * r['batch_size']:,} samples{secs}, {r['params'] / 1e6:.3f} M parameters")
+
+    if not baselines.get("models"):
+        return []
+    lines = ["Training budgets (same patch shards and recipe):", line("CAJNN", run)]
+    for name, m in baselines["models"].items():
+        lines.append(line(f"{name} ({m['preset']}, {m['task']})", {**m, "batch_size": m["samples"] // max(m["iterations"], 1)}))
+    return lines
 
 
 def main() -> None:
@@ -29,7 +45,10 @@ def main() -> None:
             shutil.rmtree(samples)
         samples.mkdir(parents=True)
         model = load_weights(ROOT / cfg.weights)
-        protocol = run_protocol(model, cfg, ROOT, sample_dir=samples)
+        record = read_baselines(ROOT / params.baselines.out)
+        extra = baseline_methods(record, ROOT / params.baselines.out, tile=cfg.tile)
+        protocol = run_protocol(model, cfg, ROOT, sample_dir=samples, extra=extra)
+        protocol.budgets = budgets(read_run_file(ROOT / params.train.out / "run.json"), record)
         metrics = write_reports(protocol, out)
         page_bytes = write_compare_page(protocol, out / "compare.html")
 
@@ -42,7 +61,9 @@ def main() -> None:
             client.log_artifact(run_id, str(out / name), "evaluation")
         client.log_artifacts(run_id, str(samples), "evaluation/samples")
         sets = sorted({k.split("/")[0] for k in metrics if k.count("/") == 3})
-        print(f"[evaluate] {len(sets)} set(s) ({', '.join(sets)}) at QF {', '.join(map(str, cfg.qualities))}: "
+        print(f"[evaluate] {len(sets)} set(s) ({', '.join(sets)}) at QF {', '.join(map(str, cfg.qualities))}"
+              + (f", with {len(extra)} baseline rows ({', '.join(m.label for m in extra.values())})" if extra else "")
+              + ": "
               f"{cfg.out}/table.md, {cfg.out}/metrics.json, {cfg.out}/compare.html ({page_bytes / 2**20:.1f} MiB); "
               f"logged to MLflow run {run_id[:8]}")
 

@@ -206,6 +206,7 @@ def main() -> None:
             out / "run.json", run_id, iterations=int(meta["iteration"]),
             optimizer_steps=int(meta.get("optimizer_steps", 0)), params=n_params, exported=cfg.export,
             train_key=key, resumed_from=resumed, val_psnr_y=val, run_name=name, preset=params.preset,
+            train_seconds=round(train_s, 1),
             model_preset=cfg.model.preset, batch_size=cfg.batch_size, crop=cfg.crop,
             data={"path": cfg.data, "manifest_sha256": run.manifest_sha, **patch_set_summary(run.manifest)},
         )

@@ -7,7 +7,8 @@
 a small network's FLOPs at 2x and 4x resolution, so the single stage trains 1.55x more
 iterations in the same time and gains more per iteration too (benchmarks/README.md,
 "sweep_embedded"); ``cpu-base`` is the shipped model's network (conf/preset/cpu-base.yaml, about
-an hour on 2 cores); ``micro`` is for tests only.
+an hour on 2 cores); ``micro`` is for tests only. ``arcnn``, ``dncnn`` and ``rrdbnet`` are the
+two-stage baselines of paper Table I as published (``-small``: at cpu-small's budget).
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from torch import nn
+
+from .arcnn import ARCNN
 from .cajnn_arch import CAJNN
+from .dncnn import DnCNN
+from .rrdbnet import RRDBNet
+
+#: Network classes by the `arch` key of a config (CAJNN's configs carry none: the default).
+ARCHS: dict[str, type[nn.Module]] = {"cajnn": CAJNN, "arcnn": ARCNN, "dncnn": DnCNN, "rrdbnet": RRDBNet}
 
 _PAPER: dict[str, Any] = {
     "nf": 64,
@@ -37,23 +46,50 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.34 s per batch of 16 x 24^2 LR crops on 2 cores (docs/shipped-model.md)
     "cpu-base": {**_PAPER, "nf": 40, "num_blocks": 2, "growth": 20, "upsampler": "pixelshuffle_single"},
     "micro": {**_PAPER, "nf": 8, "num_blocks": 1, "growth": 4},
+    # the two-stage baselines of paper Table I (cajnn/archs/{arcnn,dncnn,rrdbnet}.py): as published
+    "arcnn": {"arch": "arcnn", "in_ch": 3, "widths": [64, 32, 16], "kernels": [9, 7, 1, 5]},
+    "dncnn": {"arch": "dncnn", "in_ch": 3, "depth": 20, "nf": 64},
+    "rrdbnet": {"arch": "rrdbnet", "in_ch": 3, "nf": 64, "num_blocks": 23, "growth": 32},
+    # ... and at the CPU budget of cpu-small (same trunk: nf 32, 2 RRDBs, growth 16)
+    "rrdbnet-small": {"arch": "rrdbnet", "in_ch": 3, "nf": 32, "num_blocks": 2, "growth": 16},
+    "dncnn-small": {"arch": "dncnn", "in_ch": 3, "depth": 8, "nf": 32},
+    # for tests only
+    "arcnn-micro": {"arch": "arcnn", "in_ch": 3, "widths": [8, 8, 4], "kernels": [5, 3, 1, 3]},
+    "dncnn-micro": {"arch": "dncnn", "in_ch": 3, "depth": 3, "nf": 8},
+    "rrdbnet-micro": {"arch": "rrdbnet", "in_ch": 3, "nf": 8, "num_blocks": 1, "growth": 4},
 }
 
-_ARG_NAMES: tuple[str, ...] = tuple(inspect.signature(CAJNN.__init__).parameters)[1:]
+
+def _arg_names(cls: type[nn.Module]) -> tuple[str, ...]:
+    return tuple(inspect.signature(cls.__init__).parameters)[1:]
 
 
-def build_model(preset: str = "paper", **overrides: Any) -> CAJNN:
-    """Build ``CAJNN(**PRESETS[preset])`` with ``overrides`` applied on top.
+def build_from_config(config: dict[str, Any]) -> nn.Module:
+    """The network a saved config describes (its `arch`, CAJNN when absent)."""
+    config = dict(config)
+    arch = config.pop("arch", "cajnn")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}")
+    if arch != "cajnn":
+        config.pop("scale", None)  # fixed by the class, recorded for readers of the config
+    return ARCHS[arch](**config)
+
+
+def build_model(preset: str = "paper", **overrides: Any) -> nn.Module:
+    """Build the network of ``PRESETS[preset]`` (CAJNN unless the preset names another
+    ``arch``) with ``overrides`` applied on top.
 
     Raises ``ValueError`` for an unknown preset name or override key (the message lists the valid
-    ones); invalid override values are reported by :class:`CAJNN` itself.
+    ones); invalid override values are reported by the network class itself.
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known presets: {sorted(PRESETS)}")
-    unknown = sorted(set(overrides) - set(_ARG_NAMES))
+    config = dict(PRESETS[preset])
+    cls = ARCHS[config.get("arch", "cajnn")]
+    unknown = sorted(set(overrides) - set(_arg_names(cls)))
     if unknown:
         raise ValueError(
-            f"unknown CAJNN argument(s) {unknown} for preset {preset!r}; "
-            f"allowed: {list(_ARG_NAMES)}"
+            f"unknown {cls.__name__} argument(s) {unknown} for preset {preset!r}; "
+            f"allowed: {list(_arg_names(cls))}"
         )
-    return CAJNN(**{**PRESETS[preset], **overrides})
+    return build_from_config({**config, **overrides})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cajnn.config.base import ConfigError, deep_merge, flatten, from_dict, read_yaml, to_dict
+from cajnn.config.baselines import BaselineModel, BaselinesConfig
 from cajnn.config.degrade import DegradeConfig, ProfileConfig
 from cajnn.config.downstream import DownstreamConfig
 from cajnn.config.evaluate import EvaluateConfig
@@ -20,7 +21,7 @@ from cajnn.config.services import RayConfig, TrackingConfig
 from cajnn.config.train import ModelConfig, TrainConfig
 
 __all__ = [
-    "ConfigError", "DegradeConfig", "DownstreamConfig", "EvaluateConfig", "FetchConfig", "ModelConfig", "Params",
+    "BaselineModel", "BaselinesConfig", "ConfigError", "DegradeConfig", "DownstreamConfig", "EvaluateConfig", "FetchConfig", "ModelConfig", "Params",
     "ProfileConfig", "RayConfig", "RegisterConfig", "TrackingConfig", "TrainConfig",
     "deep_merge", "flatten", "from_dict", "load_params", "read_yaml", "to_dict",
 ]
@@ -37,6 +38,7 @@ class Params:
     fetch: FetchConfig = field(default_factory=FetchConfig)
     degrade: DegradeConfig = field(default_factory=DegradeConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     downstream: DownstreamConfig = field(default_factory=DownstreamConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)

@@ -7,6 +7,8 @@ from typing import Any
 
 from cajnn.config.base import ConfigError
 
+TASKS = ("joint", "car", "sr")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -38,6 +40,10 @@ class TrainConfig:
     # (each worker samples all of it), `stream` = a Ray Data stream of the shards (each worker
     # reads its own part), `auto` = memory below 2 GiB decoded, else stream.
     feed: str = "auto"
+    # What the network learns from a patch pair: `joint` = JPEG LR -> HR (CAJNN); the two stages
+    # of the paper's Table I baselines: `car` = JPEG LR -> clean LR (ARCNN, DnCNN), `sr` = clean
+    # LR -> HR (RRDBNet); clean LR = MATLAB bicubic x1/scale of the HR crop.
+    task: str = "joint"
     aux_lr_weight: float = 0.0  # lambda of paper eq. 8
     grad_clip: float = 0.0  # 0 disables clipping
     max_nonfinite: int = 10  # stop after this many non-finite losses in a row
@@ -74,6 +80,7 @@ class TrainConfig:
             ("export", self.export, ("last", "best")),
             ("balance", self.balance, ("patch", "image")),
             ("feed", self.feed, ("auto", "memory", "stream")),
+            ("task", self.task, TASKS),
         ):
             if value not in allowed:
                 raise ConfigError(f"train.{name} {value!r}: use {', '.join(allowed)}")

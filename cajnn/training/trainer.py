@@ -93,7 +93,10 @@ class Trainer:
         torch.manual_seed(stable_seed(cfg.seed, "torch", rank) % 2**63)
         self.rng = np.random.default_rng(stable_seed(cfg.seed, "numpy", rank))
         self.net = build_model(cfg.model.preset, **cfg.model.overrides)
-        self.scale = int(self.net.config["scale"])
+        expected = {"joint": 4, "car": 1, "sr": 4}[cfg.task]
+        if int(self.net.config["scale"]) != expected:
+            raise ValueError(f"train.task {cfg.task!r} needs a network of scale {expected}; "
+                             f"{cfg.model.preset!r} has scale {self.net.config['scale']}")
         self.autocast, self.channels_last = precision(cfg, self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
@@ -164,9 +167,16 @@ class Trainer:
         loss, or None when the guard skipped a non-finite step."""
         t0 = time.perf_counter()
         waited = t0 - self._last_end if self._last_end is not None else 0.0
-        hr_t, lr_t = augment_batch(hr, lr, self.cfg.crop, self.scale, self.rng)
-        clean = clean_lr_target(hr_t, self.scale).to(self.device) if self.cfg.aux_lr_weight > 0 else None
+        s = hr.shape[1] // lr.shape[1]  # the data's scale; a CAR network's own is 1
+        hr_t, lr_t = augment_batch(hr, lr, self.cfg.crop, s, self.rng)
+        task = self.cfg.task
+        clean = clean_lr_target(hr_t, s) if task != "joint" or self.cfg.aux_lr_weight > 0 else None
+        if task == "car":  # JPEG LR -> clean LR
+            hr_t, clean = clean, None
+        elif task == "sr":  # clean LR -> HR
+            lr_t, clean = clean, None
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        clean = clean.to(self.device) if clean is not None else None
         hr_t = hr_t.to(self.device, non_blocking=True)
         lr_t = lr_t.to(self.device, non_blocking=True).contiguous(memory_format=layout)
         t1 = time.perf_counter()
@@ -200,7 +210,7 @@ class Trainer:
         """PSNR-Y / SSIM-Y on the validation pairs (monitoring only), in eval mode."""
         self.model.eval()
         try:
-            return validate(self.net, pairs)
+            return validate(self.net, pairs, task=self.cfg.task)
         finally:
             self.model.train()
 

@@ -50,20 +50,32 @@ def build_val_pairs(folders: Sequence[str | Path], qualities: Sequence[int], cro
     return pairs
 
 
-def validate(model: nn.Module, pairs: Sequence[ValPair], crop: int = 4) -> tuple[dict[str, float], np.ndarray | None]:
+def task_pair(pair: ValPair, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(input, target) of a validation pair for a training task (`train.task`): JPEG LR -> HR
+    (joint), JPEG LR -> clean LR (car), clean LR -> HR (sr); clean LR = MATLAB bicubic x1/scale."""
+    if task == "joint":
+        return pair.lr, pair.hr
+    clean = matlab_imresize(pair.hr, 1.0 / (pair.hr.shape[0] // pair.lr.shape[0]))
+    return (pair.lr, clean) if task == "car" else (clean, pair.hr)
+
+
+def validate(model: nn.Module, pairs: Sequence[ValPair], crop: int = 4,
+             task: str = "joint") -> tuple[dict[str, float], np.ndarray | None]:
     """Mean PSNR-Y / SSIM-Y over the pairs (and per QF), and a side-by-side sample image
-    (input nearest-upscaled | bicubic | output | ground truth) of the first pair."""
+    (input nearest-upscaled | bicubic (joint only) | output | target) of the first pair."""
     if not pairs:
         return {}, None
     scores: dict[int, list[tuple[float, float]]] = {}
     sample = None
     for pair in pairs:
-        sr = enhance(pair.lr, model, device=str(next(model.parameters()).device.type))
-        scores.setdefault(pair.qf, []).append((psnr_y(sr, pair.hr, crop), ssim_y(sr, pair.hr, crop)))
+        inp, target = task_pair(pair, task)
+        out = enhance(inp, model, device=str(next(model.parameters()).device.type))
+        scores.setdefault(pair.qf, []).append((psnr_y(out, target, crop), ssim_y(out, target, crop)))
         if sample is None:
-            scale = pair.hr.shape[0] // pair.lr.shape[0]
-            near = np.repeat(np.repeat(pair.lr, scale, axis=0), scale, axis=1)
-            sample = np.concatenate([near, matlab_imresize(pair.lr, float(scale)), sr, pair.hr], axis=1)
+            scale = target.shape[0] // inp.shape[0]
+            near = np.repeat(np.repeat(inp, scale, axis=0), scale, axis=1)
+            bicubic = [matlab_imresize(inp, float(scale))] if task == "joint" else []
+            sample = np.concatenate([near, *bicubic, out, target], axis=1)
     metrics = {}
     for qf, vals in sorted(scores.items()):
         metrics[f"val_psnr_y_qf{qf}"] = float(np.mean([v[0] for v in vals]))

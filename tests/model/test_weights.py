@@ -109,7 +109,7 @@ def test_config_mismatch_and_bad_config(tmp_path):
     with pytest.raises(ValueError, match="config mismatch"):
         load_weights(path)
     (tmp_path / "m.json").write_text(json.dumps({**PRESETS["micro"], "blocks": 2}))
-    with pytest.raises(ValueError, match="does not describe a valid CAJNN"):
+    with pytest.raises(ValueError, match="does not describe a valid network"):
         load_weights(path)
     (tmp_path / "m.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):

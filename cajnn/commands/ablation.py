@@ -1,0 +1,94 @@
+"""`cajnn ablation queue | report`: the paper's Tables IV and V as DVC experiments
+(cajnn/ablation.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+ablation_app = typer.Typer(no_args_is_help=True, help="The paper's ablation grid (Tables IV and V) as DVC experiments.")
+
+
+def _dvc(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    from cajnn.experiments import dvc_env
+
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], env=dvc_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        print(f"error: dvc {' '.join(args[:3])} failed:\n{proc.stderr.strip()[-3000:]}", file=sys.stderr)
+        raise typer.Exit(1)
+    return proc
+
+
+@ablation_app.command("queue")
+def queue(
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds (several: the report averages them)")] = "0",
+    tables: Annotated[str, typer.Option(help="IV, V or IV,V")] = "IV,V",
+    run: Annotated[bool, typer.Option("--run", help="start the queue (`dvc queue start`) and wait for it")] = False,
+    jobs: Annotated[int, typer.Option(help="queue workers with --run (each experiment uses all CPUs: keep 1 on a laptop)")] = 1,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", "-S", help="extra override for every experiment")] = None,
+) -> None:
+    """Queue one DVC experiment per setting and seed on the preset in use (stages up to evaluate)."""
+    from cajnn.ablation import SETTINGS, queue_args
+    from cajnn.config import load_params
+    from cajnn.experiments import experiment_overrides
+
+    wanted = {t.strip().upper() for t in tables.split(",") if t.strip()}
+    if not wanted <= {"IV", "V"}:
+        print(f"error: --tables {tables!r}: use IV, V or IV,V", file=sys.stderr)
+        raise typer.Exit(2)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        print(f"error: --seeds {seeds!r}: comma-separated integers", file=sys.stderr)
+        raise typer.Exit(2) from None
+    root = Path.cwd()
+    extra = [*experiment_overrides(root, load_params(root / "params.yaml")), *(set_ or [])]
+    settings = [s for s in SETTINGS if s.table in wanted]
+    for s in settings:
+        for seed in seed_list:
+            _dvc(["exp", "run", *queue_args(s, seed, extra)])
+    print(f"[ablation] queued {len(settings) * len(seed_list)} experiments ({len(settings)} settings x seeds "
+          f"{', '.join(map(str, seed_list))})" + ("" if run else "; run them: dvc queue start -j 1, then "
+                                                  "cajnn ablation report"))
+    if run:
+        _dvc(["queue", "start", "-j", str(jobs)])
+        t0 = time.monotonic()
+        while True:
+            status = _dvc(["queue", "status"], check=False).stdout
+            busy = sum(1 for line in status.splitlines() if " Queued " in f" {line} " or " Running " in f" {line} ")
+            if not busy:
+                break
+            time.sleep(5)
+        failed = sum(1 for line in status.splitlines() if " Failed " in f" {line} ")
+        print(f"[ablation] queue done in {time.monotonic() - t0:.0f} s" + (f"; {failed} failed (dvc queue logs NAME)"
+                                                                            if failed else ""))
+
+
+@ablation_app.command("report")
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o")] = Path("reports/ablation.md"),
+    set_name: Annotated[Optional[str], typer.Option("--set", help="evaluation set to compare on (default: the first)")] = None,
+) -> None:
+    """Write Tables IV and V from the finished `abl-*` experiments (mean over seeds)."""
+    from cajnn.ablation import collect
+    from cajnn.ablation import report as render
+    from cajnn.config import load_params
+    from cajnn.experiments import exp_show
+    from cajnn.fetch.files import write_text_atomic
+
+    root = Path.cwd()
+    params = load_params(root / "params.yaml")
+    rows = collect(exp_show(root), set_name or next(iter(params.evaluate.sets), None))
+    write_text_atomic(out, render(rows, params.preset))
+    done = sum(1 for r in rows if r.psnr)
+    print(f"[ablation] {out}: {done} of {len(rows)} settings have results "
+          f"({sum(len(r.psnr) for r in rows)} experiments)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ablation_app, name="ablation")
