@@ -47,16 +47,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-base": {**_PAPER, "nf": 40, "num_blocks": 2, "growth": 20, "upsampler": "pixelshuffle_single"},
     "micro": {**_PAPER, "nf": 8, "num_blocks": 1, "growth": 4},
     # the two-stage baselines of paper Table I (cajnn/archs/{arcnn,dncnn,rrdbnet}.py): as published
-    "arcnn": {"arch": "arcnn", "in_ch": 3, "widths": [64, 32, 16], "kernels": [9, 7, 1, 5]},
-    "dncnn": {"arch": "dncnn", "in_ch": 3, "depth": 20, "nf": 64},
-    "rrdbnet": {"arch": "rrdbnet", "in_ch": 3, "nf": 64, "num_blocks": 23, "growth": 32},
+    "arcnn": {"arch": "arcnn", "in_ch": 3, "widths": [64, 32, 16], "kernels": [9, 7, 1, 5], "scale": 1},
+    "dncnn": {"arch": "dncnn", "in_ch": 3, "depth": 20, "nf": 64, "scale": 1},
+    "rrdbnet": {"arch": "rrdbnet", "in_ch": 3, "nf": 64, "num_blocks": 23, "growth": 32, "scale": 4},
     # ... and at the CPU budget of cpu-small (same trunk: nf 32, 2 RRDBs, growth 16)
-    "rrdbnet-small": {"arch": "rrdbnet", "in_ch": 3, "nf": 32, "num_blocks": 2, "growth": 16},
-    "dncnn-small": {"arch": "dncnn", "in_ch": 3, "depth": 8, "nf": 32},
+    "rrdbnet-small": {"arch": "rrdbnet", "in_ch": 3, "nf": 32, "num_blocks": 2, "growth": 16, "scale": 4},
+    "dncnn-small": {"arch": "dncnn", "in_ch": 3, "depth": 8, "nf": 32, "scale": 1},
     # for tests only
-    "arcnn-micro": {"arch": "arcnn", "in_ch": 3, "widths": [8, 8, 4], "kernels": [5, 3, 1, 3]},
-    "dncnn-micro": {"arch": "dncnn", "in_ch": 3, "depth": 3, "nf": 8},
-    "rrdbnet-micro": {"arch": "rrdbnet", "in_ch": 3, "nf": 8, "num_blocks": 1, "growth": 4},
+    "arcnn-micro": {"arch": "arcnn", "in_ch": 3, "widths": [8, 8, 4], "kernels": [5, 3, 1, 3], "scale": 1},
+    "dncnn-micro": {"arch": "dncnn", "in_ch": 3, "depth": 3, "nf": 8, "scale": 1},
+    "rrdbnet-micro": {"arch": "rrdbnet", "in_ch": 3, "nf": 8, "num_blocks": 1, "growth": 4, "scale": 4},
 }
 
 
@@ -71,7 +71,11 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}")
     if arch != "cajnn":
-        config.pop("scale", None)  # fixed by the class, recorded for readers of the config
+        scale = config.pop("scale", None)  # fixed by the class, recorded for readers of the config
+        net = ARCHS[arch](**config)
+        if scale is not None and scale != net.config["scale"]:
+            raise ValueError(f"{arch} has scale {net.config['scale']}, not {scale}")
+        return net
     return ARCHS[arch](**config)
 
 

@@ -28,6 +28,7 @@ def _dvc(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
 def queue(
     seeds: Annotated[str, typer.Option(help="comma-separated seeds (several: the report averages them)")] = "0",
     tables: Annotated[str, typer.Option(help="IV, V or IV,V")] = "IV,V",
+    only: Annotated[str, typer.Option("--settings", help="only these settings (comma-separated keys, e.g. lambda0,lambda16)")] = "",
     run: Annotated[bool, typer.Option("--run", help="start the queue (`dvc queue start`) and wait for it")] = False,
     jobs: Annotated[int, typer.Option(help="queue workers with --run (each experiment uses all CPUs: keep 1 on a laptop)")] = 1,
     set_: Annotated[Optional[list[str]], typer.Option("--set", "-S", help="extra override for every experiment")] = None,
@@ -48,7 +49,12 @@ def queue(
         raise typer.Exit(2) from None
     root = Path.cwd()
     extra = [*experiment_overrides(root, load_params(root / "params.yaml")), *(set_ or [])]
-    settings = [s for s in SETTINGS if s.table in wanted]
+    keys = {k.strip() for k in only.split(",") if k.strip()}
+    unknown = keys - {s.key for s in SETTINGS}
+    if unknown:
+        print(f"error: --settings {sorted(unknown)}: known keys are {', '.join(s.key for s in SETTINGS)}", file=sys.stderr)
+        raise typer.Exit(2)
+    settings = [s for s in SETTINGS if s.table in wanted and (not keys or s.key in keys)]
     for s in settings:
         for seed in seed_list:
             _dvc(["exp", "run", *queue_args(s, seed, extra)])

@@ -31,7 +31,7 @@ def test_exp_run_with_a_preset_lists_effective_params_and_diffs_metrics_and_plot
     run(["git", "commit", "-qm", "as cloned"], project)
 
     out = run(["dvc", "exp", "run", "-S", "preset=micro", "-n", "micro-try"], project, timeout=900)
-    assert ran(out) == ["fetch", "degrade", "train", "evaluate", "downstream", "register"]
+    assert ran(out) == ["fetch", "degrade", "train", "baselines", "evaluate", "downstream", "register"]
 
     # the preset's values are parameters: both values of what it changed are listed
     diff = json.loads(run(["dvc", "params", "diff", "--json"], project))["params.yaml"]

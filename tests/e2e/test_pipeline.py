@@ -17,7 +17,7 @@ from tests.e2e.project import REPO, make_project, project_env, ran, run
 from tests.integration.conftest import DUMMY_AWS
 
 REPO_VENV = REPO / ".venv"
-STAGES = ["fetch", "degrade", "train", "evaluate", "downstream", "register"]
+STAGES = ["fetch", "degrade", "train", "baselines", "evaluate", "downstream", "register"]
 
 pytestmark = pytest.mark.slow
 
@@ -47,6 +47,10 @@ def test_repro_runs_all_six_stages_and_writes_outputs(project, first_repro):
             assert 10.0 < value < 60.0
     table = (project / "reports" / "table.md").read_text()
     assert table.count("| CAJNN |") == 3
+    # the Table I baselines are off by default: the stage only says so, evaluate has no rows for them
+    baselines = json.loads((project / "models" / "baselines" / "baselines.json").read_text())
+    assert baselines["enabled"] is False and baselines["models"] == {} and "[baselines] off" in first_repro
+    assert "RRDB" not in table and not any("rrdbnet" in k for k in metrics)
     curve = (project / "models" / "train_curve.csv").read_text().splitlines()
     assert curve[0] == "iteration,loss,lr,val_psnr_y,val_ssim_y" and curve[-1].startswith("12,")
     assert curve[-1].split(",")[3]  # validated at the last checkpoint
@@ -162,7 +166,7 @@ def test_changing_a_train_param_reruns_train_and_after_only(project, first_repro
     params["train"]["seed"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], project)
-    assert ran(out) == ["train", "evaluate", "downstream", "register"]
+    assert ran(out) == ["train", "baselines", "evaluate", "downstream", "register"]
     record = json.loads((project / "reports" / "registry.json").read_text())
     assert record["version"] == 3 and "seeded" not in record  # the registry has a champion now
     assert record["decision"]["champion_mean"] is not None  # compared with the champion

@@ -264,7 +264,8 @@ def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
     proc, wall = _retrain(world)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
-    assert re.findall(r"Running stage '(\w+)'", out) == ["fetch", "degrade", "train", "evaluate", "downstream", "register"]
+    assert re.findall(r"Running stage '(\w+)'", out) == ["fetch", "degrade", "train", "baselines", "evaluate", "downstream",
+                                                          "register"]
     project = world["project"]
 
     entry = _log(world)[-1]
