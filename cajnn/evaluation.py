@@ -300,7 +300,7 @@ def write_reports(protocol: Protocol, out: Path, title: str = "CAJNN evaluation"
                            {k: m.params / 1e6 for k, m in protocol.extra.items()})
     for k, m in protocol.extra.items():
         metrics[f"params/{k}"] = m.params
-    notes = list(protocol.budgets)
+    notes = ["\n".join(protocol.budgets)] if protocol.budgets else []
     if protocol.missing_sets:
         notes.append(f"Sets not present (not fetched): {', '.join(protocol.missing_sets)}")
     for s in protocol.report.skipped:
