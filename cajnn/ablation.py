@@ -88,6 +88,7 @@ class Row:
     seeds: list[int]
     psnr: list[float]
     set_name: str = ""
+    iterations: set[int] | None = None  # train.iterations of the experiments (the budget)
 
     @property
     def mean(self) -> float | None:
@@ -105,6 +106,9 @@ def collect(experiments: list[dict], set_name: str | None = None) -> list[Row]:
         if got is None:
             continue  # queued or failed: no evaluation metrics
         row = by_key[m["key"]]
+        it = ((exp.get("params") or {}).get("train") or {}).get("iterations")
+        if it is not None:
+            row.iterations = (row.iterations or set()) | {int(it)}
         row.seeds.append(int(m["seed"]))
         row.psnr.append(got[1])
         row.set_name = got[0]
@@ -120,20 +124,21 @@ def report(rows: list[Row], preset: str) -> str:
     lines = [f"# Ablation (paper Tables IV and V) on preset `{preset}`", "",
              "Ours: mean PSNR-Y of CAJNN over the evaluation QFs of the set named per row, averaged over the seeds "
              "listed; paper: Set5. Delta: against the table's CAJNN column (IV: column 3, V: lambda = 0). "
-             "Every setting is trained with the preset's own budget.", ""]
+             "Iterations: as the experiments ran (the preset's own unless overridden at queue time).", ""]
     for table, ref_key in (("IV", "aspp-pixelshuffle"), ("V", "lambda0")):
         table_rows = [r for r in rows if r.setting.table == table]
         ref = next(r for r in table_rows if r.setting.key == ref_key)
         paper_ref = ref.setting.paper_psnr
         lines += [f"## Table {table}", "",
-                  "| Setting | Ours PSNR-Y (dB) | Ours delta | Paper PSNR (dB) | Paper delta | Seeds | Per seed | Set |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| Setting | Ours PSNR-Y (dB) | Ours delta | Paper PSNR (dB) | Paper delta | Seeds | Per seed | Set | "
+                  "Iterations |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in table_rows:
             mean = f"{r.mean:.3f}" if r.mean is not None else "not run"
             delta = f"{r.mean - ref.mean:+.3f}" if r.mean is not None and ref.mean is not None else "-"
             per = ", ".join(f"{p:.3f}" for p in r.psnr) or "-"
             lines.append(f"| {r.setting.label} | {mean} | {delta} | {r.setting.paper_psnr:.3f} | "
                          f"{r.setting.paper_psnr - paper_ref:+.3f} | {', '.join(map(str, r.seeds)) or '-'} | {per} | "
-                         f"{r.set_name or '-'} |")
+                         f"{r.set_name or '-'} | {', '.join(map(str, sorted(r.iterations or []))) or '-'} |")
         lines.append("")
     return "\n".join(lines)

@@ -100,3 +100,14 @@ def exp_show(root: Path) -> list[dict]:
                 rows.append({"name": exp.get("name") or rev.get("name"), "rev": rev.get("rev"),
                              "params": params, "metrics": metrics})
     return rows
+
+
+def queue_states(root: Path) -> dict[str, str] | None:
+    """`dvc queue status` as {experiment name: Queued | Running | Success | Failed}, or None when
+    the command failed (e.g. while the queue is starting)."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "status"], cwd=root, env=dvc_env(),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    return {parts[1]: parts[-1] for parts in (line.split() for line in proc.stdout.splitlines())
+            if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed")}

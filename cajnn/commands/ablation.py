@@ -34,9 +34,9 @@ def queue(
     set_: Annotated[Optional[list[str]], typer.Option("--set", "-S", help="extra override for every experiment")] = None,
 ) -> None:
     """Queue one DVC experiment per setting and seed on the preset in use (stages up to evaluate)."""
-    from cajnn.ablation import SETTINGS, queue_args
+    from cajnn.ablation import EXP_PREFIX, SETTINGS, queue_args
     from cajnn.config import load_params
-    from cajnn.experiments import experiment_overrides
+    from cajnn.experiments import experiment_overrides, queue_states
 
     wanted = {t.strip().upper() for t in tables.split(",") if t.strip()}
     if not wanted <= {"IV", "V"}:
@@ -63,14 +63,21 @@ def queue(
                                                   "cajnn ablation report"))
     if run:
         _dvc(["queue", "start", "-j", str(jobs)])
-        t0 = time.monotonic()
+        t0, errors = time.monotonic(), 0
+        names = {f"{EXP_PREFIX}{s.key}-s{seed}" for s in settings for seed in seed_list}
         while True:
-            status = _dvc(["queue", "status"], check=False).stdout
-            busy = sum(1 for line in status.splitlines() if " Queued " in f" {line} " or " Running " in f" {line} ")
-            if not busy:
+            states = queue_states(root)
+            mine = {k: v for k, v in (states or {}).items() if k in names}
+            if not mine:  # the queue is busy starting (or the status failed): ask again
+                errors += 1
+                if errors > 60:
+                    print("error: `dvc queue status` does not list the experiments; see `dvc queue status`",
+                          file=sys.stderr)
+                    raise typer.Exit(1)
+            elif not any(v in ("Queued", "Running") for v in mine.values()):
                 break
             time.sleep(5)
-        failed = sum(1 for line in status.splitlines() if " Failed " in f" {line} ")
+        failed = sum(v == "Failed" for v in mine.values())
         print(f"[ablation] queue done in {time.monotonic() - t0:.0f} s" + (f"; {failed} failed (dvc queue logs NAME)"
                                                                             if failed else ""))
 
@@ -84,16 +91,22 @@ def report(
     from cajnn.ablation import collect
     from cajnn.ablation import report as render
     from cajnn.config import load_params
-    from cajnn.experiments import exp_show
+    from cajnn.experiments import exp_show, queue_states
     from cajnn.fetch.files import write_text_atomic
 
     root = Path.cwd()
     params = load_params(root / "params.yaml")
-    rows = collect(exp_show(root), set_name or next(iter(params.evaluate.sets), None))
+    # a queued or running experiment is listed by `dvc exp show` with the workspace's metrics
+    states = queue_states(root) or {}
+    unfinished = {k for k, v in states.items() if v != "Success"}
+    exps = [e for e in exp_show(root) if e["name"] not in unfinished]
+    rows = collect(exps, set_name or next(iter(params.evaluate.sets), None))
     write_text_atomic(out, render(rows, params.preset))
     done = sum(1 for r in rows if r.psnr)
+    waiting = sorted(k for k in unfinished if k.startswith("abl-"))
     print(f"[ablation] {out}: {done} of {len(rows)} settings have results "
-          f"({sum(len(r.psnr) for r in rows)} experiments)")
+          f"({sum(len(r.psnr) for r in rows)} experiments)"
+          + (f"; not finished (left out): {', '.join(f'{k} ({states[k]})' for k in waiting)}" if waiting else ""))
 
 
 def register(app: typer.Typer) -> None:

@@ -38,9 +38,9 @@ def test_score_averages_cajnn_over_the_qfs_of_one_set():
 
 def test_collect_averages_seeds_and_lists_every_setting():
     exps = [
-        {"name": "abl-lambda0-s1", "metrics": {"holdout/qf10/cajnn/psnr_y": 26.0}},
+        {"name": "abl-lambda0-s1", "metrics": {"holdout/qf10/cajnn/psnr_y": 26.0}, "params": {"train": {"iterations": 900}}},
         {"name": "abl-lambda0-s0", "metrics": {"holdout/qf10/cajnn/psnr_y": 25.0}},
-        {"name": "abl-lambda16-s0", "metrics": {"holdout/qf10/cajnn/psnr_y": 24.0}},
+        {"name": "abl-lambda16-s0", "metrics": {"holdout/qf10/cajnn/psnr_y": 24.0}, "params": {"train": {"iterations": 900}}},
         {"name": "abl-lambda1-s0", "metrics": {}},  # queued or failed: no result
         {"name": "other-exp", "metrics": {"holdout/qf10/cajnn/psnr_y": 99.0}},
     ]
@@ -51,7 +51,7 @@ def test_collect_averages_seeds_and_lists_every_setting():
     md = report(list(rows.values()), "micro")
     assert md.count("| ") > 0 and "## Table IV" in md and "## Table V" in md
     line = next(ln for ln in md.splitlines() if ln.startswith("| a: lambda = 16"))
-    assert "| 24.000 | -1.500 | 27.507 | -0.165 | 0 | 24.000 | holdout |" in line
+    assert "| 24.000 | -1.500 | 27.507 | -0.165 | 0 | 24.000 | holdout | 900 |" in line
     assert next(ln for ln in md.splitlines() if ln.startswith("| b: lambda = 1")).count("not run") == 1
     for s in SETTINGS:
         assert f"| {s.label} |" in md
