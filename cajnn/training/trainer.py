@@ -93,9 +93,10 @@ class Trainer:
         torch.manual_seed(stable_seed(cfg.seed, "torch", rank) % 2**63)
         self.rng = np.random.default_rng(stable_seed(cfg.seed, "numpy", rank))
         self.net = build_model(cfg.model.preset, **cfg.model.overrides)
-        expected = {"joint": 4, "car": 1, "sr": 4}[cfg.task]
-        if int(self.net.config["scale"]) != expected:
-            raise ValueError(f"train.task {cfg.task!r} needs a network of scale {expected}; "
+        # a CAR network keeps the LR size; the others upscale (by the data's scale, checked by the loss)
+        if (int(self.net.config["scale"]) == 1) != (cfg.task == "car"):
+            need = "1" if cfg.task == "car" else "above 1"
+            raise ValueError(f"train.task {cfg.task!r} needs a network of scale {need}; "
                              f"{cfg.model.preset!r} has scale {self.net.config['scale']}")
         self.autocast, self.channels_last = precision(cfg, self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)

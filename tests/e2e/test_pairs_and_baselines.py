@@ -6,7 +6,6 @@ protocol, with their parameters, runtime and budgets in reports/table.md."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -15,6 +14,7 @@ from PIL import Image
 from cajnn.data.sample import load_sample
 from cajnn.data.shards import REAL_PAIR
 from tests.e2e.project import make_project, ran, run
+from tests.served import served_jpeg as _served
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,6 @@ MICRO_BASELINES = {  # one chain and the SR-only row (DnCNN's chain is the same 
     "models": {"arcnn": {"preset": "arcnn-micro", "task": "car"}, "rrdbnet": {"preset": "rrdbnet-micro", "task": "sr"}},
     "chains": {"arcnn_rrdbnet": ["arcnn", "rrdbnet"]},
 }
-
-
-def _served(img, side: int, q: int) -> bytes:
-    im = Image.fromarray(img)
-    im.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=q)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

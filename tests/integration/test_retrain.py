@@ -185,27 +185,6 @@ def _log(world) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def _served(name: str, side: int, q: int) -> bytes:
-    """A sample photo as a platform serves it: shrunk to `side` (Pillow Lanczos), JPEG at q."""
-    from PIL import Image
-
-    from cajnn.data.sample import load_sample
-
-    im = Image.fromarray(load_sample(name)[..., :3])
-    im.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=q)
-    return buf.getvalue()
-
-
-def _png_of(img) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "PNG")
-    return buf.getvalue()
-
-
 def _png(seed: int, h: int, w: int) -> bytes:
     from PIL import Image
 
@@ -238,15 +217,17 @@ def test_a_second_retrain_exits_while_the_first_holds_the_lock(world):
         "profiles": {"forum": {"resize": "pillow_bicubic", "scale": 4, "qf_min": 30, "qf_max": 60, "subsampling": "420"}},
         "train_with": "forum"}).encode())
     # what the platform served (a profile is fitted to these) and two real pairs
-    for i, (name, q) in enumerate([("astronaut", 45), ("rocket", 45), ("coffee", 45), ("chelsea", 70)]):
-        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}samples/day1/{i}.jpg", Body=_served(name, 200, q))
-    for name, q in (("motorcycle_left", 40), ("immunohistochemistry", 60)):
-        from cajnn.data.sample import load_sample
+    from cajnn.data.sample import load_sample
+    from tests.served import png_bytes, served_jpeg
 
+    for i, (name, q) in enumerate([("astronaut", 45), ("rocket", 45), ("coffee", 45), ("chelsea", 70)]):
+        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}samples/day1/{i}.jpg",
+                               Body=served_jpeg(load_sample(name)[..., :3], 200, q))
+    for name, q in (("motorcycle_left", 40), ("immunohistochemistry", 60)):
         world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}pairs/originals/{name}.png",
-                               Body=_png_of(load_sample(name)[..., :3]))
+                               Body=png_bytes(load_sample(name)[..., :3]))
         side = max(load_sample(name).shape[:2]) // 4
-        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}pairs/copies/{name}.jpg", Body=_served(name, side, q))
+        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}pairs/copies/{name}.jpg", Body=served_jpeg(load_sample(name)[..., :3], side, q))
     with retrain_lock(world["project"] / "data" / "retrain"):
         proc, wall = _retrain(world, timeout=120)
     assert proc.returncode == EXIT_BUSY, proc.stdout + proc.stderr

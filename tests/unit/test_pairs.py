@@ -16,23 +16,10 @@ from cajnn.data.pairs import align, list_pairs, pair_to_shard, reconcile
 from cajnn.data.sample import load_sample
 from cajnn.data.shards import REAL_PAIR, decode_patches
 from cajnn.degradation import matlab_imresize
+from tests.served import png_bytes as _png
+from tests.served import served_jpeg as _served
 
 CFG = DegradeConfig(profiles={"paper": ProfileConfig()}, patch_size=24, stride=24)
-
-
-def _served(img: np.ndarray, side: int, q: int) -> bytes:
-    """What a platform serves: shrunk (Pillow Lanczos) to `side` on the longest side, JPEG at q."""
-    im = Image.fromarray(img)
-    im.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=q)
-    return buf.getvalue()
-
-
-def _png(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def test_reconcile_sizes():
