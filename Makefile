@@ -5,7 +5,7 @@ VENV := .venv
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test repro ui lock clean params serve shipped-model
+.PHONY: setup run test lint format repro ui lock clean params serve shipped-model
 
 setup:
 	@bash scripts/setup.sh
@@ -14,9 +14,19 @@ setup:
 run: setup
 	@bash scripts/run_pipeline.sh
 
-## test: set-up + the whole test suite (unit, data, model, end-to-end)
-test: setup
+## test: set-up + lint (seconds, fails first) + the whole test suite (integration and e2e included)
+test: setup lint
 	$(VENV)/bin/python -m pytest -q
+
+## lint: ruff's checks and format check (settings in pyproject.toml); `make format` fixes most
+lint: setup
+	@$(VENV)/bin/ruff check --quiet . || { echo "lint: fix the lines above (many: make format)" >&2; exit 1; }
+	@$(VENV)/bin/ruff format --check --quiet . || { echo "lint: files above are not formatted: make format" >&2; exit 1; }
+
+## format: ruff format + the fixable lint findings
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 ## params: compose params.yaml from conf/ after editing conf/ (as `dvc exp run` does), e.g.
 ## make params OVERRIDES="preset=paper train.lr=5e-4"

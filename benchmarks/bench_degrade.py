@@ -22,9 +22,10 @@
    sampled every 0.1 s: the driver's RSS, and the total PSS (proportional set size, so shared
    pages such as Ray's object store are counted once) of the driver and all Ray processes.
    Goal: 2 CPUs >= 1.6 x 1 CPU. The same 2-vs-1 speed-up of plain CPU-bound Python work is
-   measured before and after, as the ceiling the machine allows at the time. The CPU time (user + system, driver and Ray processes) of the
-   stage is printed too: on a busy machine the wall-clock speed-up is limited by the cores that
-   are actually free, the CPU time shows whether the work itself grew.
+   measured before and after, as the ceiling the machine allows at the time. The CPU time
+   (user + system, driver and Ray processes) of the stage is printed too: on a busy machine the
+   wall-clock speed-up is limited by the cores that are actually free, the CPU time shows whether
+   the work itself grew.
 3. Disk estimate: the stage's manifest on the embedded sample photos gives bytes per HR
    megapixel; times the megapixels of DIV2K train + Flickr2K (3450 images, ~2040 x 1400).
 """
@@ -144,7 +145,8 @@ STAGE_RUN = textwrap.dedent(
     from pipelines._common import init_ray
     from pipelines.degrade import degrade_all, list_items
 
-    repo, num_cpus, root, out, cfg = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), json.loads(sys.argv[5])
+    repo, num_cpus = sys.argv[1], int(sys.argv[2])
+    root, out, cfg = Path(sys.argv[3]), Path(sys.argv[4]), json.loads(sys.argv[5])
     extra = json.loads(sys.argv[6])  # more (name, inputs) runs after the timed one
     reps = int(sys.argv[7])
     variant = sys.argv[8]  # "bytes": the stage as it is; "task-writes": each task writes its shard; "ray-data"
@@ -261,7 +263,8 @@ STAGE_RUN = textwrap.dedent(
     sampler.join()
     best = times.index(min(times))
     t_stage, cpu_stage = times[best], cpus_used[best]
-    result = {"variant": variant, "num_cpus": num_cpus, "init_s": t_init, "warmup_s": t_warm, "stage_s": t_stage, "cpu_s": cpu_stage,
+    result = {"variant": variant, "num_cpus": num_cpus, "init_s": t_init, "warmup_s": t_warm, "stage_s": t_stage,
+              "cpu_s": cpu_stage,
               "all_s": times,
               "images": manifest["images"], "patches": manifest["patches"], "bytes": manifest["bytes"],
               "sha256": manifest["sha256"], "driver_rss_before": rss_before, **peak, "extra": {}}
@@ -276,21 +279,37 @@ STAGE_RUN = textwrap.dedent(
 )
 
 
-def run_stage(num_cpus: int, root: Path, cfg: dict, extra: list, reps: int, tag: str = "",
-              variant: str = "bytes") -> dict:
+def run_stage(
+    num_cpus: int, root: Path, cfg: dict, extra: list, reps: int, tag: str = "", variant: str = "bytes"
+) -> dict:
     out = root / f"out-{num_cpus}cpu{tag}-{variant}"
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     proc = subprocess.run(
-        [sys.executable, "-c", STAGE_RUN, str(REPO), str(num_cpus), str(root), str(out), json.dumps(cfg), json.dumps(extra), str(reps),
-         variant],
-        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            STAGE_RUN,
+            str(REPO),
+            str(num_cpus),
+            str(root),
+            str(out),
+            json.dumps(cfg),
+            json.dumps(extra),
+            str(reps),
+            variant,
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"stage run with {num_cpus} CPU(s) failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def _spin(n: int) -> float:
@@ -329,8 +348,13 @@ def bench_stage(n_images: int, root: Path, rounds: int, reps: int) -> dict[tuple
     for name in SAMPLE_IMAGES:
         Image.fromarray(load_sample(name)).save(samples / f"{name}.png")
     cfg = {
-        "inputs": ["synthetic"], "out": "unused", "profile": "paper", "qualities_per_image": 4,
-        "patch_size": 48, "stride": 40, "seed": 0,
+        "inputs": ["synthetic"],
+        "out": "unused",
+        "profile": "paper",
+        "qualities_per_image": 4,
+        "patch_size": 48,
+        "stride": 40,
+        "seed": 0,
     }
     # alternate the two settings, in fresh processes, so that a burst of load elsewhere on the
     # machine does not hit one setting only; each process times `reps` runs, the best counts
@@ -340,7 +364,8 @@ def bench_stage(n_images: int, root: Path, rounds: int, reps: int) -> dict[tuple
             for cpus in (1, 2):
                 extra = [["samples", ["samples"]]] if (cpus == 2 and rnd == 0 and variant == "bytes") else []
                 runs.setdefault((variant, cpus), []).append(
-                    run_stage(cpus, root, cfg, extra, reps, tag=f"-r{rnd}", variant=variant))
+                    run_stage(cpus, root, cfg, extra, reps, tag=f"-r{rnd}", variant=variant)
+                )
     shas = {r["sha256"] for rs in runs.values() for r in rs}
     if len(shas) != 1:
         raise RuntimeError("the runs (1 / 2 CPUs, the three variants) wrote different shards")
@@ -354,9 +379,11 @@ def bench_stage(n_images: int, root: Path, rounds: int, reps: int) -> dict[tuple
 
 
 VARIANTS = ("bytes", "task-writes", "ray-data")
-VARIANT_LABELS = {"bytes": "shards through Ray to the driver (the stage: one task per image)",
-                  "task-writes": "each task writes its shard (before; needs a shared disk)",
-                  "ray-data": "Ray Data pipeline: read pinned to the driver, degrade map, the driver writes"}
+VARIANT_LABELS = {
+    "bytes": "shards through Ray to the driver (the stage: one task per image)",
+    "task-writes": "each task writes its shard (before; needs a shared disk)",
+    "ray-data": "Ray Data pipeline: read pinned to the driver, degrade map, the driver writes",
+}
 
 
 def main() -> None:
@@ -367,7 +394,10 @@ def main() -> None:
     stage_rounds, stage_reps = (1, 1) if args.quick else (2, 3)
 
     load = os.getloadavg()[0]
-    print(f"cajnn bench_degrade  (cpu count {os.cpu_count()}, load average {load:.1f} at start, python {sys.version.split()[0]})")
+    print(
+        f"cajnn bench_degrade  (cpu count {os.cpu_count()}, load average {load:.1f} at start, "
+        f"python {sys.version.split()[0]})"
+    )
     if load > 0.5 * (os.cpu_count() or 1):
         print("    note: the machine is busy; wall-clock numbers, the 2-vs-1 CPU speed-up above all, are pessimistic")
     t = bench_throughput(rounds, n_synth)
@@ -390,8 +420,8 @@ def main() -> None:
     ceiling_after = machine_ceiling()
     mp_stage = n_stage * 1024 * 768 / 1e6
     print(
-        f"\n[2] degrade stage (Ray Data), {n_stage} synthetic 1024x768 images ({mp_stage:.1f} HR MP), paper profile, K=4;"
-        f" best of {stage_rounds} processes x {stage_reps} runs per setting"
+        f"\n[2] degrade stage (Ray Data), {n_stage} synthetic 1024x768 images ({mp_stage:.1f} HR MP), "
+        f"paper profile, K=4; best of {stage_rounds} processes x {stage_reps} runs per setting"
     )
     for r in (best[(v, c)] for v in VARIANTS for c in (1, 2)):
         print(f"    {VARIANT_LABELS[r['variant']]}:")
@@ -400,20 +430,29 @@ def main() -> None:
             f"{r['patches']} patch pairs, {r['bytes'] / 1e6:.1f} MB), CPU time {r['cpu_s']:.2f} s  "
             f"[ray.init {r['init_s']:.1f} s, warm-up {r['warmup_s']:.1f} s]"
         )
-        print(f"        all runs: {', '.join(f'{t:.2f}' for t in r['all_s'])} s (median {statistics.median(r['all_s']):.2f})")
+        print(
+            f"        all runs: {', '.join(f'{t:.2f}' for t in r['all_s'])} s "
+            f"(median {statistics.median(r['all_s']):.2f})"
+        )
         print(
             f"        peak memory: driver RSS {r['driver_rss'] / 2**20:.0f} MiB "
             f"(+{(r['driver_rss'] - r['driver_rss_before']) / 2**20:.0f} MiB during the stage), "
             f"total PSS driver + Ray processes {r['total_pss'] / 2**20:.0f} MiB"
         )
     old1, old2 = best[("task-writes", 1)], best[("task-writes", 2)]
-    print(f"    speed-up 2 CPUs / 1 CPU: {one['stage_s'] / two['stage_s']:.2f}   (goal >= 1.6; tasks writing their "
-          f"shards: {old1['stage_s'] / old2['stage_s']:.2f}); identical shards in all runs: yes")
-    print(f"    time, shards through Ray / tasks writing them: 1 CPU {one['stage_s'] / old1['stage_s']:.2f}, "
-          f"2 CPUs {two['stage_s'] / old2['stage_s']:.2f}   (1.00 = no cost for not needing a shared disk)")
+    print(
+        f"    speed-up 2 CPUs / 1 CPU: {one['stage_s'] / two['stage_s']:.2f}   (goal >= 1.6; tasks writing their "
+        f"shards: {old1['stage_s'] / old2['stage_s']:.2f}); identical shards in all runs: yes"
+    )
+    print(
+        f"    time, shards through Ray / tasks writing them: 1 CPU {one['stage_s'] / old1['stage_s']:.2f}, "
+        f"2 CPUs {two['stage_s'] / old2['stage_s']:.2f}   (1.00 = no cost for not needing a shared disk)"
+    )
     rd1, rd2 = best[("ray-data", 1)], best[("ray-data", 2)]
-    print(f"    time, Ray Data pipeline / the stage's tasks: 1 CPU {rd1['stage_s'] / one['stage_s']:.2f}, "
-          f"2 CPUs {rd2['stage_s'] / two['stage_s']:.2f}   (> 1: the pipeline is slower; why the stage uses tasks)")
+    print(
+        f"    time, Ray Data pipeline / the stage's tasks: 1 CPU {rd1['stage_s'] / one['stage_s']:.2f}, "
+        f"2 CPUs {rd2['stage_s'] / two['stage_s']:.2f}   (> 1: the pipeline is slower; why the stage uses tasks)"
+    )
     print(
         f"    machine ceiling (pure-Python CPU work, 2 processes vs 1, before / after): "
         f"{ceiling_before:.2f} / {ceiling_after:.2f}   (2.00 = two free cores)"
@@ -422,7 +461,10 @@ def main() -> None:
     man = two["extra"]["samples"]
     per_mp = man["bytes_per_hr_megapixel"]
     total_mp = DATASET_IMAGES * DATASET_SIZE[0] * DATASET_SIZE[1] / 1e6
-    print(f"\n[3] disk estimate, paper profile (K={man['qualities_per_image']}, LR patch {man['patch_size_lr']} / stride {man['stride_lr']}, zstd Parquet)")
+    print(
+        f"\n[3] disk estimate, paper profile (K={man['qualities_per_image']}, LR patch {man['patch_size_lr']} "
+        f"/ stride {man['stride_lr']}, zstd Parquet)"
+    )
     print(
         f"    measured on the {man['images']} embedded sample photos ({man['hr_megapixels']:.2f} HR MP): "
         f"{man['bytes'] / 1e6:.1f} MB, {man['patches']} patch pairs -> {per_mp / 1e6:.2f} MB per HR megapixel"

@@ -92,19 +92,26 @@ CHILD = textwrap.dedent(
 def make_shards(root: Path, copies: int) -> tuple[Path, int]:
     """The embedded default's patch shards, `copies` times over (distinct file names)."""
     sys.path.insert(0, str(REPO))
+    import ray
+
     from cajnn.config import DegradeConfig, RayConfig, from_dict, load_params, to_dict
     from cajnn.data.image_io import save_rgb
     from cajnn.data.sample import load_sample
     from pipelines._common import init_ray
     from pipelines.degrade import degrade_all, list_items
 
-    import ray
-
     src = root / "photos"
     src.mkdir()
     params = load_params(REPO / "params.yaml")
-    for name in ("astronaut", "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "motorcycle_right",
-                 "retina", "rocket"):
+    for name in (
+        "astronaut",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "motorcycle_left",
+        "motorcycle_right",
+        "retina",
+        "rocket",
+    ):
         save_rgb(load_sample(name), src / f"{name}.png")
     cfg = from_dict(DegradeConfig, {**to_dict(params.degrade), "inputs": ["photos"]})
     one = root / "one"
@@ -130,27 +137,37 @@ def main() -> None:
         shards, pairs = make_shards(Path(tmp), copies=4)
         n_files = len(list(shards.glob("*.parquet")))
         size = sum(f.stat().st_size for f in shards.glob("*.parquet")) / 1e6
-        print(f"data: {n_files} shards, {pairs} patch pairs, {size:.0f} MB; 2 epochs per measurement, "
-              f"{rounds} rounds, median")
+        print(
+            f"data: {n_files} shards, {pairs} patch pairs, {size:.0f} MB; 2 epochs per measurement, "
+            f"{rounds} rounds, median"
+        )
         results = {}
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         for cpus in (1, 2):
-            proc = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(cpus), str(shards),
-                                   json.dumps(SETTINGS), str(rounds)], env=env, capture_output=True, text=True,
-                                  timeout=900)
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD, str(REPO), str(cpus), str(shards), json.dumps(SETTINGS), str(rounds)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode or line is None:
                 raise RuntimeError(f"{cpus} CPU run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-            results[cpus] = json.loads(line[len("RESULT "):])
+            results[cpus] = json.loads(line[len("RESULT ") :])
     base = {c: statistics.median(results[c]["as used (ordered)"]["rate"]) for c in (1, 2)}
-    print(f"\n{'setting':<20} {'1 CPU pairs/s':>14} {'ratio':>6} {'2 CPUs pairs/s':>15} {'ratio':>6} "
-          f"{'first batch 1/2 CPU':>20}")
+    print(
+        f"\n{'setting':<20} {'1 CPU pairs/s':>14} {'ratio':>6} {'2 CPUs pairs/s':>15} {'ratio':>6} "
+        f"{'first batch 1/2 CPU':>20}"
+    )
     for name in SETTINGS:
         r = {c: statistics.median(results[c][name]["rate"]) for c in (1, 2)}
         f = {c: statistics.median(results[c][name]["first"]) for c in (1, 2)}
-        print(f"{name:<20} {r[1]:>14.0f} {r[1] / base[1]:>6.2f} {r[2]:>15.0f} {r[2] / base[2]:>6.2f} "
-              f"{f[1]:>9.2f} s / {f[2]:.2f} s")
+        print(
+            f"{name:<20} {r[1]:>14.0f} {r[1] / base[1]:>6.2f} {r[2]:>15.0f} {r[2] / base[2]:>6.2f} "
+            f"{f[1]:>9.2f} s / {f[2]:.2f} s"
+        )
     print(f"\n2 CPUs / 1 CPU, as used: {base[2] / base[1]:.2f}; ratios are against 'as used' at the same CPU count")
 
 

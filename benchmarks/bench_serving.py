@@ -60,16 +60,28 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--requests", type=int, default=60, help="timed requests [%(default)s]")
     p.add_argument("--clients", type=int, default=4, help="concurrent clients (threads) [%(default)s]")
-    p.add_argument("--size", type=int, default=128, help="side of the square JPEG sent (the answer is 4x) [%(default)s]")
+    p.add_argument(
+        "--size", type=int, default=128, help="side of the square JPEG sent (the answer is 4x) [%(default)s]"
+    )
     p.add_argument("--quality", type=int, default=30, help="JPEG quality of the image sent [%(default)s]")
-    p.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
-                   help="safetensors weights (config .json beside) [models/cajnn.safetensors]")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS,
+        help="safetensors weights (config .json beside) [models/cajnn.safetensors]",
+    )
     p.add_argument("--port", type=int, default=0, help="port to serve on; 0 = a free one [%(default)s]")
-    p.add_argument("--make", action="store_true", help="start the server with `make serve SERVE_PORT=PORT` "
-                   "(runs `make setup` first) instead of the `mlflow models serve` command it runs")
+    p.add_argument(
+        "--make",
+        action="store_true",
+        help="start the server with `make serve SERVE_PORT=PORT` "
+        "(runs `make setup` first) instead of the `mlflow models serve` command it runs",
+    )
     p.add_argument("--start-timeout", type=float, default=300, help="seconds to wait for /ping [%(default)s]")
     p.add_argument("--request-timeout", type=float, default=300, help="client timeout per request, s [%(default)s]")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
@@ -81,12 +93,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # --------------------------------------------------------------------------- the machine
 
+
 def cpu_info() -> dict:
     """`lscpu`'s model name and the flags that decide the CPU kernels (/proc/cpuinfo as fallback)."""
     model, flags = "", set()
     try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10,
-                             env={**os.environ, "LC_ALL": "C"}).stdout
+        out = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"}
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         out = ""
     for line in out.splitlines():
@@ -105,8 +119,11 @@ def cpu_info() -> dict:
                     flags = set(value.split())
         except OSError:
             pass
-    return {"model_name": model or platform.processor() or "unknown", "cpus": os.cpu_count(),
-            "flags": {f: f in flags for f in CPU_FLAGS}}
+    return {
+        "model_name": model or platform.processor() or "unknown",
+        "cpus": os.cpu_count(),
+        "flags": {f: f in flags for f in CPU_FLAGS},
+    }
 
 
 def cpu_line(cpu: dict) -> str:
@@ -123,15 +140,15 @@ def load_average() -> list[float]:
 
 # --------------------------------------------------------------------------- the model and the server
 
+
 def register_champion(weights: Path, store: Path) -> tuple[str, str]:
     """Log `weights` as the pipeline does and make it `cajnn@champion` in a fresh sqlite store
     under `store`; returns (tracking URI, version)."""
     import logging
 
     import mlflow
-    from mlflow import MlflowClient
-
     from cajnn.serving.registry import CHAMPION, log_pyfunc
+    from mlflow import MlflowClient
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = f"sqlite:///{store / 'mlflow.db'}"
@@ -151,19 +168,35 @@ def server_command(args, port: int) -> list[str]:
     if args.make:
         return ["make", "-C", str(ROOT), "serve", f"SERVE_PORT={port}"]
     # what `make serve` runs (Makefile target `serve`), with the venv's mlflow
-    return [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion", "--env-manager", "local",
-            "-h", "127.0.0.1", "-p", str(port)]
+    return [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{MODEL_NAME}@champion",
+        "--env-manager",
+        "local",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
 
 
 def server_env(tracking_uri: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri,
-               MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", MLFLOW_DISABLE_TELEMETRY="true",
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # mlflow starts uvicorn from PATH
+    env.update(
+        MLFLOW_TRACKING_URI=tracking_uri,
+        MLFLOW_REGISTRY_URI=tracking_uri,
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )  # mlflow starts uvicorn from PATH
     return env
 
 
 # --------------------------------------------------------------------------- requests
+
 
 def jpeg_b64(size: int, quality: int) -> tuple[str, int]:
     """Base64 of a `size` x `size` JPEG cut from the embedded sample photo `chelsea`; (b64, bytes)."""
@@ -267,27 +300,47 @@ def load_test(url: str, data: bytes, side: int, n: int, clients: int, timeout: f
     finally:  # on Ctrl-C: drop the queued requests; the running ones end when the server stops
         pool.shutdown(wait=False, cancel_futures=True)
     lat = sorted(latencies)
-    return {"requests": n, "clients": clients, "ok": len(lat), "failed": len(errors),
-            "errors": sorted(set(errors))[:5], "wall_s": wall,
-            "p50_s": percentile(lat, 50), "p95_s": percentile(lat, 95), "max_s": lat[-1] if lat else float("nan"),
-            "mean_s": sum(lat) / len(lat) if lat else float("nan"), "req_per_s": len(lat) / wall if wall else 0.0}
+    return {
+        "requests": n,
+        "clients": clients,
+        "ok": len(lat),
+        "failed": len(errors),
+        "errors": sorted(set(errors))[:5],
+        "wall_s": wall,
+        "p50_s": percentile(lat, 50),
+        "p95_s": percentile(lat, 95),
+        "max_s": lat[-1] if lat else float("nan"),
+        "mean_s": sum(lat) / len(lat) if lat else float("nan"),
+        "req_per_s": len(lat) / wall if wall else 0.0,
+    }
 
 
 def bad_requests(url: str, timeout: float) -> list[dict]:
-    cases = [("non-image bytes", base64.b64encode(b"not an image").decode(), "cannot decode image"),
-             ("empty string", "", "image string is empty"),
-             ("decompression bomb", bomb_b64(), "image too large")]
+    cases = [
+        ("non-image bytes", base64.b64encode(b"not an image").decode(), "cannot decode image"),
+        ("empty string", "", "image string is empty"),
+        ("decompression bomb", bomb_b64(), "image too large"),
+    ]
     results = []
     for label, value, expected in cases:
         status, answer, seconds = post(url, body(value), timeout)
         message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
         ok = status == 400 and expected in message and "row 0" in message
-        results.append({"request": label, "status": status, "message": message[:600], "expected": expected,
-                        "seconds": seconds, "ok": ok})
+        results.append(
+            {
+                "request": label,
+                "status": status,
+                "message": message[:600],
+                "expected": expected,
+                "seconds": seconds,
+                "ok": ok,
+            }
+        )
     return results
 
 
 # --------------------------------------------------------------------------- main
+
 
 def _on_sigterm(signum, frame):  # SIGTERM/SIGHUP as Ctrl-C: the finally blocks stop the server
     raise KeyboardInterrupt(f"signal {signum}")
@@ -303,23 +356,37 @@ def main(argv=None) -> int:
     weights = args.weights if args.weights.is_absolute() else Path.cwd() / args.weights
     if not weights.is_file() or not weights.with_suffix(".json").is_file():
         missing = weights if not weights.is_file() else weights.with_suffix(".json")
-        print(f"error: {missing} not found. Get trained weights with `make run` (the pipeline writes "
-              "models/cajnn.safetensors and models/cajnn.json), or pass --weights FILE.safetensors "
-              "with its .json config beside it.", file=sys.stderr)
+        print(
+            f"error: {missing} not found. Get trained weights with `make run` (the pipeline writes "
+            "models/cajnn.safetensors and models/cajnn.json), or pass --weights FILE.safetensors "
+            "with its .json config beside it.",
+            file=sys.stderr,
+        )
         return 2
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import mlflow
     import torch
 
-    results: dict = {"cpu": cpu, "load_average_before": load_average(), "python": platform.python_version(),
-                     "torch": torch.__version__, "mlflow": mlflow.__version__, "weights": str(weights),
-                     "model_config": json.loads(weights.with_suffix(".json").read_text()),
-                     "size": args.size, "quality": args.quality}
+    import mlflow
+
+    results: dict = {
+        "cpu": cpu,
+        "load_average_before": load_average(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "mlflow": mlflow.__version__,
+        "weights": str(weights),
+        "model_config": json.loads(weights.with_suffix(".json").read_text()),
+        "size": args.size,
+        "quality": args.quality,
+    }
     arch = results["model_config"]
-    print(f"torch {torch.__version__}, mlflow {mlflow.__version__}, weights {weights} "
-          f"({arch.get('nf', '?')} features, {arch.get('num_blocks', '?')} blocks); "
-          f"load average {' '.join(map(str, results['load_average_before']))}", flush=True)
+    print(
+        f"torch {torch.__version__}, mlflow {mlflow.__version__}, weights {weights} "
+        f"({arch.get('nf', '?')} features, {arch.get('num_blocks', '?')} blocks); "
+        f"load average {' '.join(map(str, results['load_average_before']))}",
+        flush=True,
+    )
 
     store = Path(tempfile.mkdtemp(prefix="cajnn-bench-serving-"))
     proc = None
@@ -327,14 +394,23 @@ def main(argv=None) -> int:
     try:
         t0 = time.perf_counter()
         tracking_uri, version = register_champion(weights, store)
-        print(f"registered {MODEL_NAME} version {version} as champion in {tracking_uri} "
-              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+        print(
+            f"registered {MODEL_NAME} version {version} as champion in {tracking_uri} "
+            f"({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
         port = args.port or free_port()
         cmd = server_command(args, port)
         results["server_command"] = " ".join(cmd)
         with log.open("wb") as fh:
-            proc = subprocess.Popen(cmd, cwd=store, env=server_env(tracking_uri), stdout=fh, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=store,
+                env=server_env(tracking_uri),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         base = f"http://127.0.0.1:{port}"
         results["startup_s"] = wait_http(f"{base}/ping", proc, log, args.start_timeout, "the model server")
         print(f"server: {results['server_command']}\n  /ping answered after {results['startup_s']:.1f} s", flush=True)
@@ -349,13 +425,19 @@ def main(argv=None) -> int:
         results["warmup"] = {"status": status, "seconds": seconds, "problem": problem}
         print(f"warm-up: 1 request, {seconds:.2f} s{'' if problem is None else ' -- ' + problem}", flush=True)
 
-        print(f"load: {args.requests} requests from {args.clients} concurrent clients, {args.size}x{args.size} JPEG "
-              f"(QF {args.quality}, {nbytes} bytes) -> {side}x{side} PNG ...", flush=True)
+        print(
+            f"load: {args.requests} requests from {args.clients} concurrent clients, {args.size}x{args.size} JPEG "
+            f"(QF {args.quality}, {nbytes} bytes) -> {side}x{side} PNG ...",
+            flush=True,
+        )
         load = load_test(url, data, side, args.requests, args.clients, args.request_timeout)
         results["load"] = load
-        print(f"  ok {load['ok']}/{load['requests']}; latency p50 {load['p50_s']:.3f} s, p95 {load['p95_s']:.3f} s, "
-              f"max {load['max_s']:.3f} s (mean {load['mean_s']:.3f} s); {load['req_per_s']:.2f} req/s "
-              f"(wall {load['wall_s']:.1f} s)", flush=True)
+        print(
+            f"  ok {load['ok']}/{load['requests']}; latency p50 {load['p50_s']:.3f} s, p95 {load['p95_s']:.3f} s, "
+            f"max {load['max_s']:.3f} s (mean {load['mean_s']:.3f} s); {load['req_per_s']:.2f} req/s "
+            f"(wall {load['wall_s']:.1f} s)",
+            flush=True,
+        )
         for err in load["errors"]:
             print(f"  failed: {err}", flush=True)
 
@@ -364,20 +446,33 @@ def main(argv=None) -> int:
         for r in results["bad_requests"]:
             # MLflow wraps our message: "Failed to predict data '<the input>'. \nError: row 0: ..."
             said = r["message"].rpartition("Error: ")[2] or r["message"]
-            print(f"  {r['request']:<19} -> {r['status']} {'ok' if r['ok'] else 'UNEXPECTED'}: "
-                  f"{' '.join(said.split())[:160]}", flush=True)
+            print(
+                f"  {r['request']:<19} -> {r['status']} {'ok' if r['ok'] else 'UNEXPECTED'}: "
+                f"{' '.join(said.split())[:160]}",
+                flush=True,
+            )
 
         ping_ok = wait_alive(f"{base}/ping")
         status, answer, seconds = post(url, data, args.request_timeout)
         after_problem = check_answer(status, answer, side)
-        results["alive_after"] = {"ping": ping_ok, "valid_request_status": status, "problem": after_problem,
-                                  "process_running": proc.poll() is None}
+        results["alive_after"] = {
+            "ping": ping_ok,
+            "valid_request_status": status,
+            "problem": after_problem,
+            "process_running": proc.poll() is None,
+        }
         alive = ping_ok and after_problem is None and proc.poll() is None
-        print(f"after: /ping {'200' if ping_ok else 'no answer'}, a valid request {status} ({seconds:.2f} s) -> "
-              f"server {'alive' if alive else 'NOT alive'}", flush=True)
+        print(
+            f"after: /ping {'200' if ping_ok else 'no answer'}, a valid request {status} ({seconds:.2f} s) -> "
+            f"server {'alive' if alive else 'NOT alive'}",
+            flush=True,
+        )
     except KeyboardInterrupt as exc:
-        print(f"\ninterrupted ({str(exc) or 'Ctrl-C'}): stopping the server, removing the throwaway store",
-              file=sys.stderr, flush=True)
+        print(
+            f"\ninterrupted ({str(exc) or 'Ctrl-C'}): stopping the server, removing the throwaway store",
+            file=sys.stderr,
+            flush=True,
+        )
         return 130
     except RuntimeError as exc:  # the server did not start (wait_http stopped it)
         print(f"error: {exc}", file=sys.stderr)
@@ -391,8 +486,12 @@ def main(argv=None) -> int:
 
     results["load_average_after"] = load_average()
     print(f"load average after: {' '.join(map(str, results['load_average_after']))}")
-    results["ok"] = (results["warmup"]["problem"] is None and load["failed"] == 0
-                     and all(r["ok"] for r in results["bad_requests"]) and alive)
+    results["ok"] = (
+        results["warmup"]["problem"] is None
+        and load["failed"] == 0
+        and all(r["ok"] for r in results["bad_requests"])
+        and alive
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")

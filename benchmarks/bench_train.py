@@ -6,8 +6,8 @@ model, batch and thread count, in one run.
     .venv/bin/python benchmarks/bench_train.py [--preset P] [--iterations 200] [--batch B] [--crop C] [--rounds 3]
 
 Defaults are the embedded default's model, batch and crop (read from params.yaml). Goals
-(issue 12): Ray Train overhead <= 5 %, time waiting for data <= 3 % of step time. Every run is timed over its second half
-only (start-up and warm-up excluded). Plain and Ray runs alternate (plain, Ray, plain, Ray, ...,
+(issue 12): Ray Train overhead <= 5 %, time waiting for data <= 3 % of step time. Every run is timed over
+its second half only (start-up and warm-up excluded). Plain and Ray runs alternate (plain, Ray, plain, Ray, ...,
 plain; a fresh local Ray per Ray run); each Ray run is compared with the mean of the plain runs
 on either side of it and the median of those ratios is reported, so that the speed changes of a
 shared VM show up as spread instead of passing for overhead.
@@ -19,7 +19,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -93,9 +92,16 @@ def main() -> None:
         plain_prev = None
         for r in range(args.rounds):
             cfg = TrainConfig(
-                model=ModelConfig(preset=args.preset), iterations=args.iterations, batch_size=args.batch,
-                crop=args.crop, lr=2e-4, log_every=half, checkpoint_every=args.iterations,
-                storage_path=str(work / f"runs{r}"), use_gpu="false", val_sets=[],
+                model=ModelConfig(preset=args.preset),
+                iterations=args.iterations,
+                batch_size=args.batch,
+                crop=args.crop,
+                lr=2e-4,
+                log_every=half,
+                checkpoint_every=args.iterations,
+                storage_path=str(work / f"runs{r}"),
+                use_gpu="false",
+                val_sets=[],
             )
             plain_before = plain_prev or plain_loop(shards, cfg, threads)
             ray_row = ray_train(shards, cfg)
@@ -105,19 +111,25 @@ def main() -> None:
             if r == 0:
                 rows.append(("plain", r, *plain_before))
             rows += [("Ray Train", r, *ray_row), ("plain", r, *plain_prev)]
-    print(f"model {args.preset}, batch {args.batch}, LR crop {args.crop}, {args.iterations} iterations per run, "
-          f"{threads} torch threads; second half of each run timed; "
-          f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print(
+        f"model {args.preset}, batch {args.batch}, LR crop {args.crop}, {args.iterations} iterations per run, "
+        f"{threads} torch threads; second half of each run timed; "
+        f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    )
     print(f"{'path':<24}{'round':>6}{'samples/s':>11}{'data wait':>11}{'s/step':>9}")
     for name, r, sps, wait, step in rows:
         print(f"{name:<24}{r:>6}{sps:>11.2f}{wait:>11.1%}{step:>9.3f}")
     ratio = float(np.median(ratios))
     ray_wait = float(np.median([row[3] for row in rows if row[0] != "plain"]))
     plain_sps = [row[2] for row in rows if row[0] == "plain"]
-    print(f"Ray Train / plain per round: {', '.join(f'{x:.3f}' for x in ratios)}; median {ratio:.3f}  "
-          f"(overhead {1 - ratio:+.1%}; goal <= 5%)")
-    print(f"spread of the plain loop over the run: {min(plain_sps):.1f}-{max(plain_sps):.1f} samples/s "
-          f"({(max(plain_sps) - min(plain_sps)) / float(np.median(plain_sps)):.0%} of the median: the machine's noise)")
+    print(
+        f"Ray Train / plain per round: {', '.join(f'{x:.3f}' for x in ratios)}; median {ratio:.3f}  "
+        f"(overhead {1 - ratio:+.1%}; goal <= 5%)"
+    )
+    print(
+        f"spread of the plain loop over the run: {min(plain_sps):.1f}-{max(plain_sps):.1f} samples/s "
+        f"({(max(plain_sps) - min(plain_sps)) / float(np.median(plain_sps)):.0%} of the median: the machine's noise)"
+    )
     print(f"Ray Train data wait (median) = {ray_wait:.1%} of step time (goal <= 3%)")
 
 

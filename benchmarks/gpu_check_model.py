@@ -74,14 +74,26 @@ def run(args: argparse.Namespace) -> dict:
     model = build_model(preset).eval().to(dev)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for w, h in lr_sizes]
-    tensors = [torch.from_numpy(im).to(dev).permute(2, 0, 1)[None].float().div(255)
-               .contiguous(memory_format=torch.channels_last) for im in images]
+    tensors = [
+        torch.from_numpy(im)
+        .to(dev)
+        .permute(2, 0, 1)[None]
+        .float()
+        .div(255)
+        .contiguous(memory_format=torch.channels_last)
+        for im in images
+    ]
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # sizes repeat: let cuDNN pick its fastest kernels
     results = {
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "cuda": torch.version.cuda, "preset": preset, "reps": reps,
-        "lr_sizes_wh": lr_sizes, "paper_set5_seconds_titan_xp": PAPER_SET5_SECONDS, "precisions": [],
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "preset": preset,
+        "reps": reps,
+        "lr_sizes_wh": lr_sizes,
+        "paper_set5_seconds_titan_xp": PAPER_SET5_SECONDS,
+        "precisions": [],
     }
     for name, amp, tf32 in _precisions(dev):
         if amp is torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -92,7 +104,11 @@ def run(args: argparse.Namespace) -> dict:
             torch.backends.cuda.matmul.allow_tf32 = tf32
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(dev)
-        ctx = (lambda: torch.autocast(dev.type, dtype=amp)) if amp else (lambda: torch.autocast(dev.type, enabled=False))
+        ctx = (
+            (lambda amp=amp: torch.autocast(dev.type, dtype=amp))
+            if amp
+            else (lambda: torch.autocast(dev.type, enabled=False))
+        )
         per_image: list[list[float]] = [[] for _ in tensors]
         with torch.inference_mode():
             for _ in range(2):  # warm-up: cuDNN autotuning, allocator, lazy init
@@ -137,17 +153,24 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     res = run(args)
-    print(f"{res['preset']} network on {res['device']} (torch {res['torch']}, CUDA {res['cuda']}); "
-          f"Set5-sized LR inputs {res['lr_sizes_wh']}; median of {res['reps']} runs; "
-          f"paper: {PAPER_SET5_SECONDS} s for Set5 on a Titan Xp")
-    print(f"{'precision':<18} {'Set5 forward':>13} {'Set5 enhance()':>15} {'vs paper':>9} {'peak GPU mem':>13}  per image (ms)")
+    print(
+        f"{res['preset']} network on {res['device']} (torch {res['torch']}, CUDA {res['cuda']}); "
+        f"Set5-sized LR inputs {res['lr_sizes_wh']}; median of {res['reps']} runs; "
+        f"paper: {PAPER_SET5_SECONDS} s for Set5 on a Titan Xp"
+    )
+    print(
+        f"{'precision':<18} {'Set5 forward':>13} {'Set5 enhance()':>15} {'vs paper':>9} {'peak GPU mem':>13}"
+        "  per image (ms)"
+    )
     for r in res["precisions"]:
         if "skipped" in r:
             print(f"{r['precision']:<18} skipped: {r['skipped']}")
             continue
         mem = f"{r['peak_gpu_memory_mib']:.0f} MiB" if "peak_gpu_memory_mib" in r else "-"
-        print(f"{r['precision']:<18} {r['set5_forward_s_median']:>11.4f} s {r['set5_enhance_s_median']:>13.4f} s "
-              f"{r['speedup_vs_paper']:>8.1f}x {mem:>13}  {r['per_image_ms_median']}")
+        print(
+            f"{r['precision']:<18} {r['set5_forward_s_median']:>11.4f} s {r['set5_enhance_s_median']:>13.4f} s "
+            f"{r['speedup_vs_paper']:>8.1f}x {mem:>13}  {r['per_image_ms_median']}"
+        )
     out = args.out or (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT") else None)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,10 @@ def main() -> None:
     its = args.iterations / elapsed
     result = {
         "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
-        "dtype": args.dtype, "compile": args.compile, "batch": args.batch, "lr_crop": args.crop,
+        "dtype": args.dtype,
+        "compile": args.compile,
+        "batch": args.batch,
+        "lr_crop": args.crop,
         "iterations_per_s": round(its, 3),
         "samples_per_s": round(its * args.batch, 1),
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if cuda else None,

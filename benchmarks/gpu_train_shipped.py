@@ -101,54 +101,99 @@ def log(msg: str) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=Path(".gpu-data"),
-                   help="folder with sample-train/, mate-nature/, sample-holdout/ [%(default)s]")
-    p.add_argument("--train-sets", nargs="+", default=["sample-train", "mate-nature"],
-                   help="training image folders under --data [%(default)s]")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(".gpu-data"),
+        help="folder with sample-train/, mate-nature/, sample-holdout/ [%(default)s]",
+    )
+    p.add_argument(
+        "--train-sets",
+        nargs="+",
+        default=["sample-train", "mate-nature"],
+        help="training image folders under --data [%(default)s]",
+    )
     p.add_argument("--holdout", default="sample-holdout", help="held-out folder under --data [%(default)s]")
-    p.add_argument("--config", type=Path, default=ROOT / "conf" / "config.yaml",
-                   help="YAML holding degrade.profiles [conf/config.yaml]")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "conf" / "config.yaml",
+        help="YAML holding degrade.profiles [conf/config.yaml]",
+    )
     p.add_argument("--profile", default="paper_lowqf", help="training degradation profile [%(default)s]")
     p.add_argument("--limit-images", type=int, default=0, help="use only the N smallest training images (smoke tests)")
     p.add_argument("--workers", type=int, default=None, help="data-prep processes [min(images, CPUs)]; 1 = in-process")
-    p.add_argument("--jpeg-vendor", type=Path, default=None,
-                   help="folder with turbojpeg.py and libturbojpeg.so.0 to use when present "
-                        "[<data>/vendor]: the same libjpeg-turbo as the CPU runs, bit-identical LR inputs")
+    p.add_argument(
+        "--jpeg-vendor",
+        type=Path,
+        default=None,
+        help="folder with turbojpeg.py and libturbojpeg.so.0 to use when present "
+        "[<data>/vendor]: the same libjpeg-turbo as the CPU runs, bit-identical LR inputs",
+    )
     p.add_argument("--device", default="cuda", help="cuda | cuda:N | cpu [%(default)s]")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads on --device cpu [all CPUs]")
     p.add_argument("--model-preset", default="paper", help="network preset to train [%(default)s]")
-    p.add_argument("--minutes", type=float, default=7.0, help="training wall-clock budget from the first step [%(default)s]")
-    p.add_argument("--deadline", type=float, default=9.3,
-                   help="minutes from the start (GPU_CHECK_T0 of the wrapper) by which everything must be "
-                        "done; training is shortened to keep --reserve for what follows [%(default)s]")
-    p.add_argument("--reserve", type=float, default=1.0,
-                   help="minutes kept after training for evaluation, precision check and saving [%(default)s]")
-    p.add_argument("--batch", default="auto",
-                   help="batch size, or auto: 36, then 72 / 144 if >= 25%% more samples/s [%(default)s]")
+    p.add_argument(
+        "--minutes", type=float, default=7.0, help="training wall-clock budget from the first step [%(default)s]"
+    )
+    p.add_argument(
+        "--deadline",
+        type=float,
+        default=9.3,
+        help="minutes from the start (GPU_CHECK_T0 of the wrapper) by which everything must be "
+        "done; training is shortened to keep --reserve for what follows [%(default)s]",
+    )
+    p.add_argument(
+        "--reserve",
+        type=float,
+        default=1.0,
+        help="minutes kept after training for evaluation, precision check and saving [%(default)s]",
+    )
+    p.add_argument(
+        "--batch", default="auto", help="batch size, or auto: 36, then 72 / 144 if >= 25%% more samples/s [%(default)s]"
+    )
     p.add_argument("--batch-candidates", default="36,72,144", help="candidates of --batch auto [%(default)s]")
     p.add_argument("--crop", type=int, default=32, help="LR crop (HR = 4x) [%(default)s]")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate [%(default)s]")
     p.add_argument("--lr-min", type=float, default=1e-7, help="cosine floor [%(default)s]")
-    p.add_argument("--min-std", type=float, default=8.0, help="drop crops with HR luma std below this; 0 = keep all [%(default)s]")
+    p.add_argument(
+        "--min-std", type=float, default=8.0, help="drop crops with HR luma std below this; 0 = keep all [%(default)s]"
+    )
     p.add_argument("--amp", choices=["bf16", "fp32"], default="bf16", help="training autocast [%(default)s]")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time counts)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-seconds", type=float, default=20.0, help="progress line every N seconds [%(default)s]")
-    p.add_argument("--eval-every", type=float, default=2.0,
-                   help="held-out PSNR-Y check every N training minutes (clock paused); 0 = off [%(default)s]")
+    p.add_argument(
+        "--eval-every",
+        type=float,
+        default=2.0,
+        help="held-out PSNR-Y check every N training minutes (clock paused); 0 = off [%(default)s]",
+    )
     p.add_argument("--cpu-weights", type=Path, default=None, help="CPU-trained .safetensors to score alongside")
-    p.add_argument("--precision-size", type=int, default=512, help="LR side of the precision/timing input [%(default)s]")
+    p.add_argument(
+        "--precision-size", type=int, default=512, help="LR side of the precision/timing input [%(default)s]"
+    )
     p.add_argument("--precision-reps", type=int, default=5, help="timed runs per dtype [%(default)s]")
     p.add_argument("--no-save", action="store_true", help="do not write the trained weights")
-    p.add_argument("--max-file-mib", type=float, default=15.5,
-                   help="largest weights file to write (the device returns files <= 16 MiB) [%(default)s]")
+    p.add_argument(
+        "--max-file-mib",
+        type=float,
+        default=15.5,
+        help="largest weights file to write (the device returns files <= 16 MiB) [%(default)s]",
+    )
     p.add_argument("--out", type=Path, default=None, help="output folder [$OUT, else ./gpu_train_shipped_out]")
-    p.add_argument("--merge-shards", nargs=2, metavar=("DIR", "OUT_SAFETENSORS"), default=None,
-                   help="only merge fp16 weight shards written by a run into one cajnn .safetensors and exit")
+    p.add_argument(
+        "--merge-shards",
+        nargs=2,
+        metavar=("DIR", "OUT_SAFETENSORS"),
+        default=None,
+        help="only merge fp16 weight shards written by a run into one cajnn .safetensors and exit",
+    )
     return p.parse_args(argv)
 
 
 # --------------------------------------------------------------------------- results file
+
 
 class Results:
     """The JSON document, rewritten atomically after every phase."""
@@ -169,12 +214,14 @@ class Results:
     def error(self, phase: str, exc: BaseException) -> None:
         log(f"ERROR in {phase}: {type(exc).__name__}: {exc}")
         traceback.print_exc()
-        self.data["errors"].append({"phase": phase, "error": f"{type(exc).__name__}: {exc}",
-                                    "traceback": traceback.format_exc()[-3000:]})
+        self.data["errors"].append(
+            {"phase": phase, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
+        )
         self.write()
 
 
 # --------------------------------------------------------------------------- JPEG library
+
 
 def setup_jpeg(vendor: Path | None) -> dict:
     """Make :mod:`cajnn.degradation.jpeg` work on a machine without PyTurboJPEG / libturbojpeg:
@@ -184,12 +231,14 @@ def setup_jpeg(vendor: Path | None) -> dict:
 
     try:
         import turbojpeg
+
         module = "installed"
     except ImportError:
         if vendor is None or not (vendor / "turbojpeg.py").is_file():
             raise RuntimeError(f"PyTurboJPEG is not installed and {vendor}/turbojpeg.py is missing") from None
         sys.path.insert(0, str(vendor.resolve()))
         import turbojpeg
+
         module = "vendored"
     lib = vendor / "libturbojpeg.so.0" if vendor is not None else None
     if lib is not None and lib.is_file():
@@ -198,11 +247,16 @@ def setup_jpeg(vendor: Path | None) -> dict:
     else:
         cj._get_handle()  # the system library (raises the project's install hint if missing)
         lib_used = "system"
-    return {"pyturbojpeg": getattr(turbojpeg, "__version__", "?"), "module": module,
-            "module_file": turbojpeg.__file__, "libturbojpeg": lib_used}
+    return {
+        "pyturbojpeg": getattr(turbojpeg, "__version__", "?"),
+        "module": module,
+        "module_file": turbojpeg.__file__,
+        "libturbojpeg": lib_used,
+    }
 
 
 # --------------------------------------------------------------------------- data
+
 
 def load_profile(config: Path, name: str) -> ProfileConfig:
     profiles = (read_yaml(config) or {}).get("degrade", {}).get("profiles", {})
@@ -294,7 +348,9 @@ class GpuPool:
         xs = (torch.rand(m, device=dev, generator=gen) * (self.w[img] - crop + 1)).long()
         a = torch.arange(crop, device=dev)
         ah = torch.arange(crop * s, device=dev)
-        lr = self.lr[img[:, None, None], qf[:, None, None], (ys[:, None] + a)[:, :, None], (xs[:, None] + a)[:, None, :]]
+        lr = self.lr[
+            img[:, None, None], qf[:, None, None], (ys[:, None] + a)[:, :, None], (xs[:, None] + a)[:, None, :]
+        ]
         hr = self.hr[img[:, None, None], (ys[:, None] * s + ah)[:, :, None], (xs[:, None] * s + ah)[:, None, :]]
         if min_std > 0:
             std = (hr.float() @ self.luma).flatten(1).std(dim=1)
@@ -306,11 +362,14 @@ class GpuPool:
         lr = torch.stack([dihedral(lr, j) for j in range(8)])[k, rows]  # square crops: same shapes
         hr = torch.stack([dihedral(hr, j) for j in range(8)])[k, rows]
         fmt = torch.channels_last
-        return (lr.float().div_(255.0).contiguous(memory_format=fmt),
-                hr.float().div_(255.0).contiguous(memory_format=fmt))
+        return (
+            lr.float().div_(255.0).contiguous(memory_format=fmt),
+            hr.float().div_(255.0).contiguous(memory_format=fmt),
+        )
 
 
 # --------------------------------------------------------------------------- held-out check
+
 
 class QuickHoldout:
     """Held-out PSNR-Y gain over bicubic at QF 10/20/40 (fp32, whole images) during training."""
@@ -337,6 +396,7 @@ class QuickHoldout:
 
 # --------------------------------------------------------------------------- training
 
+
 def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -352,6 +412,7 @@ def train(net, model, pool: GpuPool, args, dev, budget_s: float, holdout: QuickH
 
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.amp == "bf16")
+
     loss_fn = torch.nn.L1Loss()
     rec: dict = {"budget_s": round(budget_s, 1), "log": [], "curve": [], "batch_probe": []}
 
@@ -434,12 +495,20 @@ def train(net, model, pool: GpuPool, args, dev, budget_s: float, holdout: QuickH
             mean_loss = float(loss_sum) / max(loss_n, 1)  # the one host sync of the window
             now = train_time()
             dt = max(now - w_t, 1e-9)
-            entry = {"t": round(now, 1), "step": step, "samples": samples, "loss": round(mean_loss, 5),
-                     "lr": lr_at(now), "it_per_s": round((step - w_step) / dt, 2),
-                     "samples_per_s": round((samples - w_samples) / dt, 1)}
+            entry = {
+                "t": round(now, 1),
+                "step": step,
+                "samples": samples,
+                "loss": round(mean_loss, 5),
+                "lr": lr_at(now),
+                "it_per_s": round((step - w_step) / dt, 2),
+                "samples_per_s": round((samples - w_samples) / dt, 1),
+            }
             rec["log"].append(entry)
-            log(f"step {step:6d}  t {now:6.1f}s  loss {mean_loss:.4f}  lr {entry['lr']:.2e}  "
-                f"{entry['it_per_s']:.2f} it/s  {entry['samples_per_s']:.0f} samples/s")
+            log(
+                f"step {step:6d}  t {now:6.1f}s  loss {mean_loss:.4f}  lr {entry['lr']:.2e}  "
+                f"{entry['it_per_s']:.2f} it/s  {entry['samples_per_s']:.0f} samples/s"
+            )
             loss_sum.zero_()
             loss_n = 0
             w_t, w_step, w_samples = now, step, samples
@@ -453,25 +522,34 @@ def train(net, model, pool: GpuPool, args, dev, budget_s: float, holdout: QuickH
                 net.train()
                 rec["curve"].append({"t": round(now, 1), "step": step, "gain_db": gains})
                 paused += time.perf_counter() - t
-                log(f"held-out gain over bicubic at step {step}: {gains} ({time.perf_counter() - t:.1f} s, not counted)")
+                log(
+                    f"held-out gain over bicubic at step {step}: {gains} ({time.perf_counter() - t:.1f} s, not counted)"
+                )
                 next_eval += args.eval_every * 60
                 w_t = train_time()
                 res.data["train"] = {**rec, "partial": True}
                 res.write()
     sync(dev)
     total = train_time()
-    rec.update({
-        "stopped": stopped, "steps": step, "samples": samples, "train_seconds": round(total, 1),
-        "paused_for_checks_s": round(paused, 1),
-        "it_per_s": round(step / total, 2), "samples_per_s": round(samples / total, 1),
-        "final_loss": rec["log"][-1]["loss"] if rec["log"] else None,
-    })
+    rec.update(
+        {
+            "stopped": stopped,
+            "steps": step,
+            "samples": samples,
+            "train_seconds": round(total, 1),
+            "paused_for_checks_s": round(paused, 1),
+            "it_per_s": round(step / total, 2),
+            "samples_per_s": round(samples / total, 1),
+            "final_loss": rec["log"][-1]["loss"] if rec["log"] else None,
+        }
+    )
     if dev.type == "cuda":
         rec["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
     return rec
 
 
 # --------------------------------------------------------------------------- evaluation
+
 
 def fp16_rounded(net: torch.nn.Module) -> torch.nn.Module:
     """A copy whose weights went through fp16 storage (what --max-file-mib returns)."""
@@ -497,6 +575,7 @@ def evaluate(net, cpu_net, args, dev, fp16_weights: bool, res: Results) -> dict:
             except RuntimeError as exc:  # fp16 overflow: a black image, and say so
                 overflow.append(f"{name}: {exc}")
                 return np.zeros((lr.shape[0] * SCALE, lr.shape[1] * SCALE, 3), np.uint8)
+
         return fn
 
     main = {"bicubic": bicubic_method(SCALE), "gpu_model": run(net)}
@@ -515,9 +594,13 @@ def evaluate(net, cpu_net, args, dev, fp16_weights: bool, res: Results) -> dict:
             extra["cpu_model_fp16"] = run_fp16(cpu_net, "cpu_model_fp16")
     folder = args.data / args.holdout
     table: dict = {}
-    out = {"protocol": "PSNR-Y / SSIM-Y, border 4; MATLAB bicubic x1/4 then JPEG 4:2:0 at each QF "
-                       "(cajnn.evaluation.evaluate_sets); fp32 whole images unless named bf16/fp16",
-           "set": str(folder), "images": [p.name for p in list_images(folder)], "results": table}
+    out = {
+        "protocol": "PSNR-Y / SSIM-Y, border 4; MATLAB bicubic x1/4 then JPEG 4:2:0 at each QF "
+        "(cajnn.evaluation.evaluate_sets); fp32 whole images unless named bf16/fp16",
+        "set": str(folder),
+        "images": [p.name for p in list_images(folder)],
+        "results": table,
+    }
 
     def add(methods: dict) -> None:
         report = evaluate_sets(methods, {"holdout": folder}, list(EVAL_QUALITIES), SCALE, CROP_BORDER)
@@ -525,12 +608,23 @@ def evaluate(net, cpu_net, args, dev, fp16_weights: bool, res: Results) -> dict:
             bic = per["bicubic"].psnr_y
             row = table.setdefault(f"qf{qf}", {})
             for name, r in per.items():
-                row[name] = {"psnr_y": round(r.psnr_y, 4), "ssim_y": round(r.ssim_y, 5),
-                             "gain_db": round(r.psnr_y - bic, 4), "seconds": round(r.seconds, 3)}
+                row[name] = {
+                    "psnr_y": round(r.psnr_y, 4),
+                    "ssim_y": round(r.ssim_y, 5),
+                    "gain_db": round(r.psnr_y - bic, 4),
+                    "seconds": round(r.seconds, 3),
+                }
 
     add(main)
-    log("held-out: " + ", ".join(f"{q} {name} {r['gain_db']:+.3f}" for q, row in table.items()
-                                 for name, r in row.items() if name != "bicubic"))
+    log(
+        "held-out: "
+        + ", ".join(
+            f"{q} {name} {r['gain_db']:+.3f}"
+            for q, row in table.items()
+            for name, r in row.items()
+            if name != "bicubic"
+        )
+    )
     res.data["evaluation"] = out
     res.write()
     try:
@@ -556,11 +650,19 @@ def precision_check(models: dict, lr: np.ndarray, args, dev) -> dict:
     old_tf32, old_bench = torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False  # as `cajnn enhance` runs (PyTorch's default): no autotuning
     if cuda:
-        runs = [("fp32_strict", "fp32", False), ("fp32_tf32", "fp32", True), ("bf16", "bf16", True), ("fp16", "fp16", True)]
+        runs = [
+            ("fp32_strict", "fp32", False),
+            ("fp32_tf32", "fp32", True),
+            ("bf16", "bf16", True),
+            ("fp16", "fp16", True),
+        ]
     else:
         runs = [("fp32_strict", "fp32", False)]
-    out: dict = {"input": list(lr.shape), "reps": args.precision_reps,
-                 "note": "fp32_tf32 = PyTorch's default on CUDA (cudnn.allow_tf32); PSNR is RGB uint8 against fp32_strict"}
+    out: dict = {
+        "input": list(lr.shape),
+        "reps": args.precision_reps,
+        "note": "fp32_tf32 = PyTorch's default on CUDA (cudnn.allow_tf32); PSNR is RGB uint8 against fp32_strict",
+    }
     try:
         for name, model in models.items():
             rows, ref = {}, None
@@ -589,12 +691,15 @@ def precision_check(models: dict, lr: np.ndarray, args, dev) -> dict:
                     "seconds_median": round(statistics.median(times), 4),
                     "seconds": [round(t, 4) for t in times],
                     "psnr_vs_fp32_strict": None if y is ref else round(psnr(y, ref), 2),
-                    "max_abs_diff": int(diff.max()), "pixels_differing_pct": round(100 * float((diff > 0).mean()), 3),
+                    "max_abs_diff": int(diff.max()),
+                    "pixels_differing_pct": round(100 * float((diff > 0).mean()), 3),
                 }
                 if cuda:
                     rows[label]["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
-                log(f"precision {name} {label}: {rows[label]['seconds_median'] * 1000:.1f} ms/image, "
-                    f"PSNR vs fp32 {rows[label]['psnr_vs_fp32_strict']}")
+                log(
+                    f"precision {name} {label}: {rows[label]['seconds_median'] * 1000:.1f} ms/image, "
+                    f"PSNR vs fp32 {rows[label]['psnr_vs_fp32_strict']}"
+                )
             out[name] = rows
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = old_tf32, old_bench
@@ -612,6 +717,7 @@ def precision_input(items, size: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- weights
 
+
 def save_returnable(net: torch.nn.Module, out: Path, name: str, max_bytes: int) -> dict:
     """fp32 ``cajnn.weights`` file when it fits ``max_bytes``, else fp16 shards that each do."""
     fp32 = sum(p.numel() * 4 for p in net.state_dict().values())
@@ -621,7 +727,9 @@ def save_returnable(net: torch.nn.Module, out: Path, name: str, max_bytes: int) 
         return {"format": "fp32", "files": [path.name, path.with_suffix(".json").name], "bytes": path.stat().st_size}
     from safetensors.torch import save_file
 
-    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    state = {
+        k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in net.state_dict().items()
+    }
     shards, cur, size = [], {}, 0
     for k, v in state.items():
         nb = v.numel() * v.element_size()
@@ -638,8 +746,12 @@ def save_returnable(net: torch.nn.Module, out: Path, name: str, max_bytes: int) 
         save_file(sh, str(f), metadata={"cajnn_config": config, "shard": f"{i}/{len(shards)}", "dtype": "fp16"})
         files.append(f.name)
     (out / f"{name}.json").write_text(config + "\n")
-    return {"format": "fp16 shards", "files": files + [f"{name}.json"], "fp32_bytes": fp32,
-            "merge": f"python benchmarks/gpu_train_shipped.py --merge-shards <dir> models/{name}.safetensors"}
+    return {
+        "format": "fp16 shards",
+        "files": files + [f"{name}.json"],
+        "fp32_bytes": fp32,
+        "merge": f"python benchmarks/gpu_train_shipped.py --merge-shards <dir> models/{name}.safetensors",
+    }
 
 
 def merge_shards(folder: Path, dest: Path) -> None:
@@ -663,38 +775,50 @@ def merge_shards(folder: Path, dest: Path) -> None:
 
 # --------------------------------------------------------------------------- summary
 
+
 def summary(res: dict) -> str:
     lines = []
     ev = res.get("evaluation", {}).get("results")
     tr = res.get("train", {})
     if tr:
-        lines.append(f"Training: {tr.get('model_preset')} ({tr.get('params_m')}M params), batch {tr.get('batch')}, "
-                     f"{tr.get('steps')} steps / {tr.get('samples')} samples in {tr.get('train_seconds')} s "
-                     f"({tr.get('it_per_s')} it/s, {tr.get('samples_per_s')} samples/s), stopped: {tr.get('stopped')}, "
-                     f"final loss {tr.get('final_loss')}, peak {tr.get('peak_gpu_memory_gib')} GiB")
+        lines.append(
+            f"Training: {tr.get('model_preset')} ({tr.get('params_m')}M params), batch {tr.get('batch')}, "
+            f"{tr.get('steps')} steps / {tr.get('samples')} samples in {tr.get('train_seconds')} s "
+            f"({tr.get('it_per_s')} it/s, {tr.get('samples_per_s')} samples/s), stopped: {tr.get('stopped')}, "
+            f"final loss {tr.get('final_loss')}, peak {tr.get('peak_gpu_memory_gib')} GiB"
+        )
     if ev:
         qfs = list(ev)
         lines.append("")
-        lines.append("Held-out (" + ", ".join(res["evaluation"]["images"]) + "): PSNR-Y gain over bicubic, dB "
-                     "(border 4; bicubic row: PSNR-Y / SSIM-Y)")
+        lines.append(
+            "Held-out (" + ", ".join(res["evaluation"]["images"]) + "): PSNR-Y gain over bicubic, dB "
+            "(border 4; bicubic row: PSNR-Y / SSIM-Y)"
+        )
         lines.append(f"{'method':<26}" + "".join(f"{q.upper():>18}" for q in qfs))
         methods = list(ev[qfs[0]])
         for name in methods:
             cells = []
             for q in qfs:
                 r = ev[q][name]
-                cells.append(f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f}" if name == "bicubic" else
-                             f"{r['gain_db']:+.3f} ({r['ssim_y']:.4f})")
+                cells.append(
+                    f"{r['psnr_y']:.2f} / {r['ssim_y']:.4f}"
+                    if name == "bicubic"
+                    else f"{r['gain_db']:+.3f} ({r['ssim_y']:.4f})"
+                )
             lines.append(f"{name:<26}" + "".join(f"{c:>18}" for c in cells))
         card = res.get("evaluation", {}).get("cpu_card_gain_db")
         if card:
-            lines.append(f"{'cpu card (its own eval)':<26}" + "".join(
-                f"{card.get('holdout/' + q, float('nan')):>+18.3f}" for q in qfs))
+            lines.append(
+                f"{'cpu card (its own eval)':<26}"
+                + "".join(f"{card.get('holdout/' + q, float('nan')):>+18.3f}" for q in qfs)
+            )
     pc = res.get("precision")
     if pc:
         lines.append("")
-        lines.append(f"Inference precision, enhance() on a {pc['input'][1]}x{pc['input'][0]} LR input "
-                     f"(median of {pc['reps']}): ms/image | PSNR vs strict fp32 (dB) | max |diff|")
+        lines.append(
+            f"Inference precision, enhance() on a {pc['input'][1]}x{pc['input'][0]} LR input "
+            f"(median of {pc['reps']}): ms/image | PSNR vs strict fp32 (dB) | max |diff|"
+        )
         for name, rows in pc.items():
             if not isinstance(rows, dict) or name in ("note",):
                 continue
@@ -703,14 +827,20 @@ def summary(res: dict) -> str:
                     lines.append(f"  {name:<12} {label:<12} {r['error']}")
                 else:
                     p = "ref" if r["psnr_vs_fp32_strict"] is None else f"{r['psnr_vs_fp32_strict']:.2f}"
-                    lines.append(f"  {name:<12} {label:<12} {1000 * r['seconds_median']:9.1f} ms  {p:>7}  {r['max_abs_diff']:4d}")
+                    lines.append(
+                        f"  {name:<12} {label:<12} {1000 * r['seconds_median']:9.1f} ms  {p:>7}  {r['max_abs_diff']:4d}"
+                    )
     lines.append("")
-    lines.append("phases (s): " + ", ".join(f"{k} {v}" for k, v in res.get("phases_s", {}).items())
-                 + f"; total {res.get('elapsed_s')} s; status {res.get('status')}")
+    lines.append(
+        "phases (s): "
+        + ", ".join(f"{k} {v}" for k, v in res.get("phases_s", {}).items())
+        + f"; total {res.get('elapsed_s')} s; status {res.get('status')}"
+    )
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- main
+
 
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -736,8 +866,10 @@ def main(argv=None) -> int:
         paths = sorted(paths, key=lambda p: p.stat().st_size)[: args.limit_images]
     paths.sort(key=lambda p: -p.stat().st_size)  # largest first: balanced workers
     workers = args.workers or min(len(paths), os.cpu_count() or 1)
-    log(f"data: {len(paths)} training images x {len(qfs)} QFs ({args.profile}) on {workers} worker(s); "
-        f"JPEG {res.data['jpeg']}")
+    log(
+        f"data: {len(paths)} training images x {len(qfs)} QFs ({args.profile}) on {workers} worker(s); "
+        f"JPEG {res.data['jpeg']}"
+    )
     _pool, get_items = start_data_prep(paths, prof, qfs, workers)
 
     # --- device and model, while the workers run
@@ -757,9 +889,12 @@ def main(argv=None) -> int:
     if args.cpu_weights:
         cpu_net = load_weights(args.cpu_weights, map_location=dev).to(memory_format=torch.channels_last)
     res.data["env"] = {
-        "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
         "device": torch.cuda.get_device_name(dev) if cuda else platform.processor() or "cpu",
-        "cpus": os.cpu_count(), "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cpus": os.cpu_count(),
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
     }
     res.data["phases_s"]["model_build"] = round(time.time() - t_phase, 1)
 
@@ -767,9 +902,13 @@ def main(argv=None) -> int:
     log(f"data ready: {len(items)} images, prep {sum(i[3] for i in items):.1f} CPU-s")
     pool = GpuPool(items, qf_p, dev, SCALE)
     res.data["data"] = {
-        "profile": args.profile, "qf_values": qfs, "qf_probabilities": [round(p, 4) for p in qf_p],
+        "profile": args.profile,
+        "qf_values": qfs,
+        "qf_probabilities": [round(p, 4) for p in qf_p],
         "images": {Path(n).parent.name + "/" + Path(n).name: list(hr.shape[:2]) for n, hr, _, _ in items},
-        "pool_mib": round(pool.bytes / 2**20, 1), "min_std": args.min_std, "crop_lr": args.crop,
+        "pool_mib": round(pool.bytes / 2**20, 1),
+        "min_std": args.min_std,
+        "crop_lr": args.crop,
     }
     holdout = QuickHoldout(args.data / args.holdout) if args.eval_every > 0 else None
     res.data["phases_s"]["data_prep_incl_model"] = round(time.time() - t_phase, 1)
@@ -783,8 +922,17 @@ def main(argv=None) -> int:
     t_phase = time.time()
     try:
         rec = train(net, model, pool, args, dev, max(budget, 1.0), holdout, res)
-        rec.update({"model_preset": args.model_preset, "params": n_params, "params_m": round(n_params / 1e6, 3),
-                    "amp": args.amp, "crop_lr": args.crop, "lr": args.lr, "compile": args.compile})
+        rec.update(
+            {
+                "model_preset": args.model_preset,
+                "params": n_params,
+                "params_m": round(n_params / 1e6, 3),
+                "amp": args.amp,
+                "crop_lr": args.crop,
+                "lr": args.lr,
+                "compile": args.compile,
+            }
+        )
         res.data["train"] = rec
     except Exception as exc:  # noqa: BLE001 -- still evaluate / report what there is
         res.error("train", exc)

@@ -34,8 +34,15 @@ from cajnn.degradation.jpeg_facts import read_jpeg_facts  # noqa: E402
 from cajnn.degradation.profile import degrade_image, draw_plans  # noqa: E402
 from cajnn.degradation.profile_fit import fit_profile, read_folder_facts  # noqa: E402
 
-PHOTOS = ("astronaut", "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "motorcycle_right", "retina",
-          "rocket")
+PHOTOS = (
+    "astronaut",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "motorcycle_left",
+    "motorcycle_right",
+    "retina",
+    "rocket",
+)
 
 
 def true_weights(p) -> dict[int, float]:
@@ -75,16 +82,24 @@ def main() -> None:
         err = max(abs(fitted.get(q, 0) - want.get(q, 0)) for q in set(want) | set(fitted))
         double_first_coarser = sum(c for p, c in passes.items() if len(p) > 1 and p[0] < p[-1])
         print(f"\n{name}: {len(files)} files ({args.draws} draws x {len(photos)} photos), {len(skipped)} skipped")
-        print(f"  QF set   : set {sorted(want)[:3]}..{sorted(want)[-1]} ({len(want)} values) -> fitted {len(fitted)} values; "
-              f"each file's last-pass QF read exactly: {exact}; max |fitted weight - profile weight| {err:.3f} "
-              f"(sampling noise of {n} files)")
+        print(
+            f"  QF set   : set {sorted(want)[:3]}..{sorted(want)[-1]} ({len(want)} values) "
+            f"-> fitted {len(fitted)} values; "
+            f"each file's last-pass QF read exactly: {exact}; max |fitted weight - profile weight| {err:.3f} "
+            f"(sampling noise of {n} files)"
+        )
         print(f"  subsampling: set {profile.subsampling} -> {got.subsampling} {ev['subsampling']}")
-        print(f"  size cap : set max_side {profile.max_side} (cap {profile.cap}) -> {got.max_side} (cap {got.cap}); "
-              f"served longest sides {min(lr_sides)}..{max(lr_sides)} px, {ev['longest_side']['files_at_largest']} at the largest")
+        print(
+            f"  size cap : set max_side {profile.max_side} (cap {profile.cap}) -> {got.max_side} (cap {got.cap}); "
+            f"served longest sides {min(lr_sides)}..{max(lr_sides)} px, "
+            f"{ev['longest_side']['files_at_largest']} at the largest"
+        )
         d = ev["double_compression"]
-        print(f"  passes   : set {profile.compressions} (grid offset up to {profile.grid_offset}) -> {got.compressions}; "
-              f"read single {d['single']}, double {d['double']}, unknown {d['unknown']}; "
-              f"files whose first pass was coarser than the last: {double_first_coarser}")
+        print(
+            f"  passes   : set {profile.compressions} (grid offset up to {profile.grid_offset}) -> {got.compressions}; "
+            f"read single {d['single']}, double {d['double']}, unknown {d['unknown']}; "
+            f"files whose first pass was coarser than the last: {double_first_coarser}"
+        )
         print(f"  non-IJG tables: {ev['quality']['non_ijg_tables']}")
 
     double_error_rates()
@@ -119,8 +134,12 @@ def double_error_rates() -> None:
     def line(c: Counter) -> str:
         n = sum(c.values())
         read = c["single"] + c["double"]
-        return (f"{n} files: single {c['single']}, double {c['double']}, unknown {c['unknown']} "
-                f"(read as double: {c['double'] / read:.1%} of the {read} readable)" if read else f"{n} files: none readable")
+        return (
+            f"{n} files: single {c['single']}, double {c['double']}, unknown {c['unknown']} "
+            f"(read as double: {c['double'] / read:.1%} of the {read} readable)"
+            if read
+            else f"{n} files: none readable"
+        )
 
     print(f"\nsecond compression, {len(SAMPLE_IMAGES)} photos halved first:")
     print(f"  compressed once (QF 10..95, 4:2:0 and 4:4:4)      : {line(single)}")

@@ -75,13 +75,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--iterations", type=int, help="train.iterations (and the cosine period)")
-    ap.add_argument("--init-scale", type=float, choices=[0.1, 1.0], default=0.1,
-                    help="0.1: ESRGAN's scaled dense-block init (the model's default); 1: PyTorch's default")
+    ap.add_argument(
+        "--init-scale",
+        type=float,
+        choices=[0.1, 1.0],
+        default=0.1,
+        help="0.1: ESRGAN's scaled dense-block init (the model's default); 1: PyTorch's default",
+    )
     ap.add_argument("--min-patch-std", type=float, help="degrade.min_patch_std")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
-    ap.add_argument("--train-dir", action="append", default=[], type=Path, metavar="DIR",
-                    help="also train on the images of this folder (e.g. a fetched local: source)")
+    ap.add_argument(
+        "--train-dir",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="also train on the images of this folder (e.g. a fetched local: source)",
+    )
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
     if args.threads:
@@ -97,8 +108,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         holdout = list(params.fetch.holdout)
-        for folder, names in (("sample-train", [n for n in SAMPLE_IMAGES if n not in holdout]),
-                              ("sample-holdout", holdout)):
+        for folder, names in (
+            ("sample-train", [n for n in SAMPLE_IMAGES if n not in holdout]),
+            ("sample-holdout", holdout),
+        ):
             (work / folder).mkdir()
             for name in names:
                 save_rgb(load_sample(name), work / folder / f"{name}.png")
@@ -119,13 +132,20 @@ def main() -> None:
             elapsed = time.perf_counter() - t0
             g = gains(trainer.net, work / "sample-holdout")
             results.append({"seed": seed, "seconds": elapsed, "gain": g})
-            print(f"seed {seed}: {tcfg.iterations} iterations in {elapsed:.0f} s ({elapsed / tcfg.iterations:.3f} s/it); "
-                  + "  ".join(f"QF{q} {v:+.3f}" for q, v in g.items()), flush=True)
-    print(f"recipe: init scale {args.init_scale:g}, {len(patches)} patch pairs (min_patch_std {dcfg.min_patch_std:g}, "
-          f"K {dcfg.qualities_per_image}), {tcfg.iterations} iterations of {tcfg.batch_size} x {tcfg.crop}px, "
-          f"lr {tcfg.lr:g}, model {tcfg.model.preset} {tcfg.model.overrides or ''}")
-    print("PSNR-Y gain over MATLAB bicubic, held-out chelsea + coffee, mean [min, max] over seeds "
-          f"{' '.join(map(str, args.seeds))}:")
+            print(
+                f"seed {seed}: {tcfg.iterations} iterations in {elapsed:.0f} s ({elapsed / tcfg.iterations:.3f} s/it); "
+                + "  ".join(f"QF{q} {v:+.3f}" for q, v in g.items()),
+                flush=True,
+            )
+    print(
+        f"recipe: init scale {args.init_scale:g}, {len(patches)} patch pairs (min_patch_std {dcfg.min_patch_std:g}, "
+        f"K {dcfg.qualities_per_image}), {tcfg.iterations} iterations of {tcfg.batch_size} x {tcfg.crop}px, "
+        f"lr {tcfg.lr:g}, model {tcfg.model.preset} {tcfg.model.overrides or ''}"
+    )
+    print(
+        "PSNR-Y gain over MATLAB bicubic, held-out chelsea + coffee, mean [min, max] over seeds "
+        f"{' '.join(map(str, args.seeds))}:"
+    )
     summary = {}
     for q in QUALITIES:
         v = np.array([r["gain"][q] for r in results])

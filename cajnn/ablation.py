@@ -36,15 +36,37 @@ class Setting:
 _M = "train.model.overrides."
 SETTINGS: tuple[Setting, ...] = (
     # Table IV: context extractor x upsampler; the base also lacks the long-range skip
-    Setting("IV", "base", "Base (no context module, no long-range skip, up-convolution)",
-            {_M + "context": "none", _M + "upsampler": "upconv", _M + "global_skip": False}, 27.868),
-    Setting("IV", "nonlocal", "1: non-local module, up-convolution",
-            {_M + "context": "nonlocal", _M + "upsampler": "upconv"}, 28.274),
-    Setting("IV", "aspp-upconv", "2: ASPP, up-convolution", {_M + "context": "aspp", _M + "upsampler": "upconv"}, 28.276),
-    Setting("IV", "aspp-pixelshuffle", "3: ASPP, PixelShuffle (CAJNN)",
-            {_M + "context": "aspp", _M + "upsampler": "pixelshuffle"}, 28.292),
-    Setting("IV", "seqatrous", "4: sequential atrous pooling, PixelShuffle",
-            {_M + "context": "sequential_atrous", _M + "upsampler": "pixelshuffle"}, 28.262),
+    Setting(
+        "IV",
+        "base",
+        "Base (no context module, no long-range skip, up-convolution)",
+        {_M + "context": "none", _M + "upsampler": "upconv", _M + "global_skip": False},
+        27.868,
+    ),
+    Setting(
+        "IV",
+        "nonlocal",
+        "1: non-local module, up-convolution",
+        {_M + "context": "nonlocal", _M + "upsampler": "upconv"},
+        28.274,
+    ),
+    Setting(
+        "IV", "aspp-upconv", "2: ASPP, up-convolution", {_M + "context": "aspp", _M + "upsampler": "upconv"}, 28.276
+    ),
+    Setting(
+        "IV",
+        "aspp-pixelshuffle",
+        "3: ASPP, PixelShuffle (CAJNN)",
+        {_M + "context": "aspp", _M + "upsampler": "pixelshuffle"},
+        28.292,
+    ),
+    Setting(
+        "IV",
+        "seqatrous",
+        "4: sequential atrous pooling, PixelShuffle",
+        {_M + "context": "sequential_atrous", _M + "upsampler": "pixelshuffle"},
+        28.262,
+    ),
     # Table V: weight lambda of the artifact-free LR loss (eq. 8); lambda 0 has no LR head
     Setting("V", "lambda16", "a: lambda = 16", {_M + "aux_lr_head": True, "train.aux_lr_weight": 16.0}, 27.507),
     Setting("V", "lambda1", "b: lambda = 1", {_M + "aux_lr_head": True, "train.aux_lr_weight": 1.0}, 27.627),
@@ -121,24 +143,33 @@ def collect(experiments: list[dict], set_name: str | None = None) -> list[Row]:
 def report(rows: list[Row], preset: str) -> str:
     """reports/ablation.md: Tables IV and V, ours (mean of the seeds, each seed, and the change
     against the table's reference column) beside the paper's."""
-    lines = [f"# Ablation (paper Tables IV and V) on preset `{preset}`", "",
-             "Ours: mean PSNR-Y of CAJNN over the evaluation QFs of the set named per row, averaged over the seeds "
-             "listed; paper: Set5. Delta: against the table's CAJNN column (IV: column 3, V: lambda = 0). "
-             "Iterations: as the experiments ran (the preset's own unless overridden at queue time).", ""]
+    lines = [
+        f"# Ablation (paper Tables IV and V) on preset `{preset}`",
+        "",
+        "Ours: mean PSNR-Y of CAJNN over the evaluation QFs of the set named per row, averaged over the seeds "
+        "listed; paper: Set5. Delta: against the table's CAJNN column (IV: column 3, V: lambda = 0). "
+        "Iterations: as the experiments ran (the preset's own unless overridden at queue time).",
+        "",
+    ]
     for table, ref_key in (("IV", "aspp-pixelshuffle"), ("V", "lambda0")):
         table_rows = [r for r in rows if r.setting.table == table]
         ref = next(r for r in table_rows if r.setting.key == ref_key)
         paper_ref = ref.setting.paper_psnr
-        lines += [f"## Table {table}", "",
-                  "| Setting | Ours PSNR-Y (dB) | Ours delta | Paper PSNR (dB) | Paper delta | Seeds | Per seed | Set | "
-                  "Iterations |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Table {table}",
+            "",
+            "| Setting | Ours PSNR-Y (dB) | Ours delta | Paper PSNR (dB) | Paper delta | Seeds | Per seed | Set | "
+            "Iterations |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in table_rows:
             mean = f"{r.mean:.3f}" if r.mean is not None else "not run"
             delta = f"{r.mean - ref.mean:+.3f}" if r.mean is not None and ref.mean is not None else "-"
             per = ", ".join(f"{p:.3f}" for p in r.psnr) or "-"
-            lines.append(f"| {r.setting.label} | {mean} | {delta} | {r.setting.paper_psnr:.3f} | "
-                         f"{r.setting.paper_psnr - paper_ref:+.3f} | {', '.join(map(str, r.seeds)) or '-'} | {per} | "
-                         f"{r.set_name or '-'} | {', '.join(map(str, sorted(r.iterations or []))) or '-'} |")
+            lines.append(
+                f"| {r.setting.label} | {mean} | {delta} | {r.setting.paper_psnr:.3f} | "
+                f"{r.setting.paper_psnr - paper_ref:+.3f} | {', '.join(map(str, r.seeds)) or '-'} | {per} | "
+                f"{r.set_name or '-'} | {', '.join(map(str, sorted(r.iterations or []))) or '-'} |"
+            )
         lines.append("")
     return "\n".join(lines)

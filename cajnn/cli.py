@@ -10,7 +10,9 @@ import typer
 
 import cajnn.commands
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="CAJNN: JPEG artifact removal + 4x super-resolution.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="CAJNN: JPEG artifact removal + 4x super-resolution."
+)
 
 for _info in sorted(pkgutil.iter_modules(cajnn.commands.__path__), key=lambda m: m.name):
     importlib.import_module(f"cajnn.commands.{_info.name}").register(app)

@@ -15,6 +15,9 @@ def progress(iterable: Any = None, **kwargs: Any):
     tty = sys.stderr.isatty()
     # A pseudo-terminal without a size (`script`, some CI runners) reports 0 columns, and tqdm
     # then draws nothing; shutil falls back to 100 columns there.
-    defaults = {"file": sys.stderr, "mininterval": 0.5 if tty else 30.0,
-                "ncols": shutil.get_terminal_size((100, 24)).columns}
+    defaults = {
+        "file": sys.stderr,
+        "mininterval": 0.5 if tty else 30.0,
+        "ncols": shutil.get_terminal_size((100, 24)).columns,
+    }
     return tqdm(iterable, **{**defaults, **kwargs})

@@ -93,7 +93,9 @@ def bicubic_method(scale: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda lr: matlab_imresize(lr, float(scale))
 
 
-def model_method(model: nn.Module, self_ensemble: bool = False, tile: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+def model_method(
+    model: nn.Module, self_ensemble: bool = False, tile: int | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
     return lambda lr: enhance(lr, model, self_ensemble=self_ensemble, tile=tile)
 
 
@@ -108,8 +110,9 @@ def flat_metrics(report: EvalReport) -> dict[str, float]:
     return out
 
 
-def markdown_table(report: EvalReport, params_m: float, method_labels: dict[str, str],
-                   method_params_m: dict[str, float] | None = None) -> str:
+def markdown_table(
+    report: EvalReport, params_m: float, method_labels: dict[str, str], method_params_m: dict[str, float] | None = None
+) -> str:
     """Methods x sets, PSNR/SSIM-Y per QF, seconds per image and parameters (paper Table I).
     `params_m` is CAJNN's; `method_params_m` those of other methods (a chain: both networks)."""
     sets = list(report.results)
@@ -186,8 +189,9 @@ class Protocol:
     budgets: list[str] = field(default_factory=list)  # what each model was trained with, for the table
 
 
-def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = None,
-                 extra: dict[str, ExtraMethod] | None = None) -> Protocol:
+def run_protocol(
+    model: nn.Module, cfg, root: Path, sample_dir: Path | None = None, extra: dict[str, ExtraMethod] | None = None
+) -> Protocol:
     """Table I (every present set x `cfg.qualities` x bicubic/CAJNN/self-ensemble, and the
     `extra` methods) and the Fig. 3 QF sweep (bicubic/CAJNN on `cfg.sweep_set`). `cfg` is an
     `EvaluateConfig`."""
@@ -213,16 +217,28 @@ def run_protocol(model: nn.Module, cfg, root: Path, sample_dir: Path | None = No
         saved[(set_name, qf)] = saved.get((set_name, qf), 0) + 1
         # Copies of small crops only: the whole images are not kept across the loop.
         y, x, c = centre_box(*images["gt"].shape[:2], COMPARE_CROP, cfg.scale)
-        crops.append(Crop(set_name, qf, stem, (y, x, c),
-                          {k: images[k][y : y + c, x : x + c].copy() for k in ("bicubic", "cajnn", "gt")}))
+        crops.append(
+            Crop(
+                set_name,
+                qf,
+                stem,
+                (y, x, c),
+                {k: images[k][y : y + c, x : x + c].copy() for k in ("bicubic", "cajnn", "gt")},
+            )
+        )
         if sample_dir is not None:
             save_rgb(side_by_side(lr, images, cfg.scale), sample_dir / f"{set_name}_qf{qf}_{stem}.png")
 
     report = evaluate_sets(methods, present, cfg.qualities, cfg.scale, cfg.crop_border, on_image=keep_sample)
     sweep = None
     if cfg.sweep_set in present:
-        sweep = evaluate_sets({k: methods[k] for k in ("bicubic", "cajnn")}, {cfg.sweep_set: present[cfg.sweep_set]},
-                              cfg.sweep_qualities, cfg.scale, cfg.crop_border)
+        sweep = evaluate_sets(
+            {k: methods[k] for k in ("bicubic", "cajnn")},
+            {cfg.sweep_set: present[cfg.sweep_set]},
+            cfg.sweep_qualities,
+            cfg.scale,
+            cfg.crop_border,
+        )
     n_params = sum(p.numel() for p in model.parameters())
     return Protocol(report, sweep, n_params, missing, time.perf_counter() - t0, cfg.crop_border, crops, extra)
 
@@ -253,12 +269,16 @@ def baseline_methods(record: dict, folder: Path, tile: int = 0) -> dict[str, Ext
     out = {}
     sr_only = record.get("sr_only")
     if sr_only in nets:
-        out["sr_only"] = ExtraMethod(f"{labels[sr_only]} (SR only)", model_method(nets[sr_only], tile=tile),
-                                     models[sr_only]["params"])
+        out["sr_only"] = ExtraMethod(
+            f"{labels[sr_only]} (SR only)", model_method(nets[sr_only], tile=tile), models[sr_only]["params"]
+        )
     for name, (car, sr) in (record.get("chains") or {}).items():
         if car in nets and sr in nets:
-            out[name] = ExtraMethod(f"{labels[car]} + {labels[sr]}", chain(nets[car], nets[sr]),
-                                    models[car]["params"] + models[sr]["params"])
+            out[name] = ExtraMethod(
+                f"{labels[car]} + {labels[sr]}",
+                chain(nets[car], nets[sr]),
+                models[car]["params"] + models[sr]["params"],
+            )
     return out
 
 
@@ -274,7 +294,7 @@ def wide_psnr_rows(report: EvalReport, with_set: bool = True) -> tuple[list[str]
     for qf in qfs:
         row = [qf]
         for col in columns:
-            set_name, method = next((s, col[len(s) + 1:]) for s in report.results if col.startswith(s + "_"))
+            set_name, method = next((s, col[len(s) + 1 :]) for s in report.results if col.startswith(s + "_"))
             r = report.results[set_name].get(qf, {}).get(method)
             row.append(f"{r.psnr_y:.4f}" if r else "")
         rows.append(row)
@@ -294,10 +314,14 @@ def write_reports(protocol: Protocol, out: Path, title: str = "CAJNN evaluation"
     metrics: dict[str, float] = flat_metrics(protocol.report)
     metrics["params"] = protocol.params
     metrics["eval_seconds"] = round(protocol.seconds, 2)
-    labels = {k: v for k, v in {**METHOD_LABELS, **{k: m.label for k, m in protocol.extra.items()}}.items()
-              if any(k in m for per_qf in protocol.report.results.values() for m in per_qf.values())}
-    table = markdown_table(protocol.report, protocol.params / 1e6, labels,
-                           {k: m.params / 1e6 for k, m in protocol.extra.items()})
+    labels = {
+        k: v
+        for k, v in {**METHOD_LABELS, **{k: m.label for k, m in protocol.extra.items()}}.items()
+        if any(k in m for per_qf in protocol.report.results.values() for m in per_qf.values())
+    }
+    table = markdown_table(
+        protocol.report, protocol.params / 1e6, labels, {k: m.params / 1e6 for k, m in protocol.extra.items()}
+    )
     for k, m in protocol.extra.items():
         metrics[f"params/{k}"] = m.params
     notes = ["\n".join(protocol.budgets)] if protocol.budgets else []
@@ -307,8 +331,7 @@ def write_reports(protocol: Protocol, out: Path, title: str = "CAJNN evaluation"
         notes.append(f"Skipped {s['file']} ({s['set']}): {s['reason']}")
     (out / "table.md").write_text(
         f"# {title}\n\nPSNR-Y (dB) / SSIM-Y with a {protocol.crop_border}-pixel border removed; "
-        "runtime = seconds per image.\n\n" + table
-        + "".join(f"\n{n}\n" for n in notes)
+        "runtime = seconds per image.\n\n" + table + "".join(f"\n{n}\n" for n in notes)
     )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     for name, rep, with_set in (("qf_curve.csv", protocol.report, True), ("qf_sweep.csv", protocol.sweep, False)):

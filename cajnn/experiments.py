@@ -40,8 +40,14 @@ def experiment_overrides(root: Path, params: Params) -> list[str]:
     return out
 
 
-def run_experiment(root: Path, name: str, overrides: list[str], log_path: Path, echo: Callable[[str], None],
-                   copy_paths: tuple[str, ...] = ()) -> int:
+def run_experiment(
+    root: Path,
+    name: str,
+    overrides: list[str],
+    log_path: Path,
+    echo: Callable[[str], None],
+    copy_paths: tuple[str, ...] = (),
+) -> int:
     """`dvc exp run --temp -f -n NAME -S ...` (every stage, even when no parameter changed:
     new data may sit behind an unchanged `local:` path), output streamed to `echo` and to
     `log_path`; `copy_paths`: git-ignored files the temporary copy needs."""
@@ -54,7 +60,9 @@ def run_experiment(root: Path, name: str, overrides: list[str], log_path: Path, 
         cmd += ["-S", o]
     with log_path.open("w") as log:
         log.write(f"$ {' '.join(cmd)}  (cwd {root}, {_now()})\n")
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
@@ -64,8 +72,13 @@ def run_experiment(root: Path, name: str, overrides: list[str], log_path: Path, 
 
 def experiment_file(root: Path, name: str, path: str) -> str:
     """A git-tracked file as the named DVC experiment committed it."""
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], cwd=root, capture_output=True,
-                          text=True, check=True).stdout.split()
+    refs = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps/"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     ref = next((r for r in refs if r.rsplit("/", 1)[-1] == name), None)
     if ref is None:
         raise FileNotFoundError(f"experiment {name!r} not found among the DVC experiments ({len(refs)} refs)")
@@ -84,8 +97,13 @@ def dvc_env() -> dict[str, str]:
 def exp_show(root: Path) -> list[dict]:
     """`dvc exp show --json --all-commits`'s experiments as flat rows: name, rev, params
     (params.yaml) and metrics (every metrics file, merged)."""
-    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"], cwd=root,
-                          env=dvc_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json", "--all-commits"],
+        cwd=root,
+        env=dvc_env(),
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"dvc exp show failed: {proc.stderr.strip()[-2000:]}")
     rows = []
@@ -97,17 +115,27 @@ def exp_show(root: Path) -> list[dict]:
                 metrics: dict = {}
                 for m in (data.get("metrics") or {}).values():
                     metrics.update(m.get("data") or {})
-                rows.append({"name": exp.get("name") or rev.get("name"), "rev": rev.get("rev"),
-                             "params": params, "metrics": metrics})
+                rows.append(
+                    {
+                        "name": exp.get("name") or rev.get("name"),
+                        "rev": rev.get("rev"),
+                        "params": params,
+                        "metrics": metrics,
+                    }
+                )
     return rows
 
 
 def queue_states(root: Path) -> dict[str, str] | None:
     """`dvc queue status` as {experiment name: Queued | Running | Success | Failed}, or None when
     the command failed (e.g. while the queue is starting)."""
-    proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "status"], cwd=root, env=dvc_env(),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dvc", "queue", "status"], cwd=root, env=dvc_env(), capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return None
-    return {parts[1]: parts[-1] for parts in (line.split() for line in proc.stdout.splitlines())
-            if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed")}
+    return {
+        parts[1]: parts[-1]
+        for parts in (line.split() for line in proc.stdout.splitlines())
+        if len(parts) >= 3 and parts[-1] in ("Queued", "Running", "Success", "Failed")
+    }

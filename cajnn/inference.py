@@ -39,15 +39,19 @@ CPU_MEMORY_CAP = 2 * 2**30
 MIN_AUTO_TILE = 32
 
 DTYPES = {
-    "fp32": None, "float32": None,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-    "fp16": torch.float16, "float16": torch.float16,
+    "fp32": None,
+    "float32": None,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
 }
 #: Autocast dtypes whose activations take 2 bytes (the memory estimate of :func:`plan_tiles`).
 HALF_DTYPES = (torch.bfloat16, torch.float16)
 
 
 # --------------------------------------------------------------------------- device and dtype
+
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda`` and ``cuda:N`` as given.
@@ -132,6 +136,7 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 
 # --------------------------------------------------------------------------- memory and tiles
+
 
 def available_memory(device: torch.device) -> int:
     """Bytes that can be allocated now: free GPU memory on CUDA, else ``psutil``'s available
@@ -230,8 +235,11 @@ def plan_tiles(
     fixed = _image_bytes(height, width, scale, dev) + _param_bytes(model, dev)
 
     def peak(th: int, tw: int) -> int:
-        win_h, win_w = (height, width) if (th, tw) == (height, width) else (
-            min(th + 2 * overlap, height), min(tw + 2 * overlap, width))
+        win_h, win_w = (
+            (height, width)
+            if (th, tw) == (height, width)
+            else (min(th + 2 * overlap, height), min(tw + 2 * overlap, width))
+        )
         return fixed + estimate_forward_bytes(cfg, win_h * win_w, act, self_ensemble)
 
     def made(th: int, tw: int, budget: int | None) -> TilePlan:
@@ -267,6 +275,7 @@ def _param_bytes(model: nn.Module, device: torch.device) -> int:
 
 
 # --------------------------------------------------------------------------- forward passes
+
 
 def _as_rgb_uint8(image) -> np.ndarray:
     arr = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
@@ -339,8 +348,17 @@ def enhance(
     net = _unwrap(model)
     scale = int(_model_config(net).get("scale", 4))
     h, w = arr.shape[:2]
-    plan = plan_tiles(h, w, net, tile=tile, overlap=overlap, device=dev, dtype=amp,
-                      self_ensemble=self_ensemble, memory_budget=memory_budget)
+    plan = plan_tiles(
+        h,
+        w,
+        net,
+        tile=tile,
+        overlap=overlap,
+        device=dev,
+        dtype=amp,
+        self_ensemble=self_ensemble,
+        memory_budget=memory_budget,
+    )
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = np.empty((h * scale, w * scale, 3), dtype=np.uint8)
     out_t = torch.from_numpy(out)
@@ -375,8 +393,14 @@ def enhance(
         net.train(was_training)
 
 
-def enhance_many(images: list[np.ndarray], model: nn.Module, *, multiple: int = 16, batch_size: int = 32,
-                 device: str | torch.device = "auto") -> list[np.ndarray]:
+def enhance_many(
+    images: list[np.ndarray],
+    model: nn.Module,
+    *,
+    multiple: int = 16,
+    batch_size: int = 32,
+    device: str | torch.device = "auto",
+) -> list[np.ndarray]:
     """Many small LR images (word crops, thumbnails) -> their HR images, in batches.
 
     Each image is padded (edge pixels repeated) to a multiple of `multiple` on each side, so
@@ -400,9 +424,17 @@ def enhance_many(images: list[np.ndarray], model: nn.Module, *, multiple: int = 
         with torch.inference_mode():
             for (ph, pw), idx in buckets.items():
                 for start in range(0, len(idx), batch_size):
-                    part = idx[start:start + batch_size]
-                    batch = np.stack([np.pad(arrays[i], ((0, ph - arrays[i].shape[0]), (0, pw - arrays[i].shape[1]), (0, 0)),
-                                             mode="edge") for i in part])
+                    part = idx[start : start + batch_size]
+                    batch = np.stack(
+                        [
+                            np.pad(
+                                arrays[i],
+                                ((0, ph - arrays[i].shape[0]), (0, pw - arrays[i].shape[1]), (0, 0)),
+                                mode="edge",
+                            )
+                            for i in part
+                        ]
+                    )
                     x = torch.from_numpy(batch).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
                     y = net(x.contiguous(memory_format=torch.channels_last)).float()
                     y = y.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()

@@ -82,8 +82,9 @@ class RetrainBusy(RetrainError):
 
 # --------------------------------------------------------------------------- sources
 
+
 def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
     if not bucket:
         raise RetrainError(f"source {uri!r}: expected s3://bucket/prefix/")
     if prefix and not prefix.endswith("/"):
@@ -95,8 +96,11 @@ def _s3_client(endpoint_url: str):
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", endpoint_url=endpoint_url or None,
-                        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60))
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60),
+    )
 
 
 def _safe_relpath(key: str) -> str | None:
@@ -119,7 +123,7 @@ def list_source(source: str, endpoint_url: str = "") -> dict[str, str]:
             pages = _s3_client(endpoint_url).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for page in pages:
                 for obj in page.get("Contents", []):
-                    rel = _safe_relpath(obj["Key"][len(prefix):])
+                    rel = _safe_relpath(obj["Key"][len(prefix) :])
                     if rel is not None:
                         out[rel] = obj.get("ETag", "").strip('"') or f"{obj.get('Size')}"
         except (BotoCoreError, ClientError) as exc:
@@ -157,6 +161,7 @@ def fetch_object(source: str, endpoint_url: str, rel: str, dst: Path, client=Non
 
 
 # --------------------------------------------------------------------------- state and lock
+
 
 def load_state(path: Path) -> dict:
     if not path.is_file():
@@ -211,6 +216,7 @@ def retrain_lock(workdir: Path, wait: float = 0.0) -> Iterator[None]:
 
 # --------------------------------------------------------------------------- what is new
 
+
 @dataclass
 class Check:
     source: str
@@ -227,8 +233,15 @@ class Check:
         return bool(self.new_images or self.new_samples or self.new_pairs or self.profiles)
 
     def summary(self, profiles_file: str) -> str:
-        parts = [f"{len(v)} new {what}" for what, v in (("image(s)", self.new_images), ("served sample(s)", self.new_samples),
-                                                        ("pair file(s)", self.new_pairs)) if v]
+        parts = [
+            f"{len(v)} new {what}"
+            for what, v in (
+                ("image(s)", self.new_images),
+                ("served sample(s)", self.new_samples),
+                ("pair file(s)", self.new_pairs),
+            )
+            if v
+        ]
         return ", ".join(parts + ([f"new {profiles_file}"] if self.profiles else []))
 
 
@@ -282,6 +295,7 @@ def parse_profiles(text: str, where: str) -> tuple[dict[str, dict], str | None]:
 
 # --------------------------------------------------------------------------- the generated preset
 
+
 def _set_dotted(d: dict, dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     for p in parents:
@@ -299,7 +313,10 @@ def model_section(champion_config: dict, base_model: dict) -> dict:
     full = {**PRESETS.get(preset, {}), **(base_model.get("overrides") or {})}
     if full == champion_config:
         return {"preset": preset, "overrides": dict(base_model.get("overrides") or {})}
-    return {"preset": preset, "overrides": {k: v for k, v in champion_config.items() if PRESETS.get(preset, {}).get(k) != v}}
+    return {
+        "preset": preset,
+        "overrides": {k: v for k, v in champion_config.items() if PRESETS.get(preset, {}).get(k) != v},
+    }
 
 
 def _overlay(path: Path) -> dict:
@@ -309,14 +326,16 @@ def _overlay(path: Path) -> dict:
     return data
 
 
-def build_preset(root: Path, base: str, cfg: RetrainConfig, state: dict, init_weights: str,
-                 champion_config: dict | None) -> dict:
+def build_preset(
+    root: Path, base: str, cfg: RetrainConfig, state: dict, init_weights: str, champion_config: dict | None
+) -> dict:
     """conf/preset/retrain.yaml: base preset + fine-tuning overlay + new data + warm start."""
     presets = preset_dir(root)
     for name in (base, cfg.preset):
         if not (presets / f"{name}.yaml").is_file():
-            raise RetrainError(f"preset {name!r}: no {presets / f'{name}.yaml'} "
-                               f"(known: {', '.join(known_presets(root)) or 'none'})")
+            raise RetrainError(
+                f"preset {name!r}: no {presets / f'{name}.yaml'} (known: {', '.join(known_presets(root)) or 'none'})"
+            )
     gen = deep_merge(_overlay(presets / f"{base}.yaml"), _overlay(presets / f"{cfg.preset}.yaml"))
     eff = from_dict(Params, compose_params(root, [f"preset={base}"]))
     # absolute `local:` paths: the experiment runs in a temporary copy without the downloads
@@ -334,11 +353,16 @@ def build_preset(root: Path, base: str, cfg: RetrainConfig, state: dict, init_we
     if sources != eff.fetch.sources:
         gen.setdefault("fetch", {})["sources"] = list(dict.fromkeys(sources))
     if state.get("profiles"):
-        clash = sorted(n for n, p in state["profiles"].items()
-                       if n in eff.degrade.profiles and from_dict(ProfileConfig, p) != eff.degrade.profiles[n])
+        clash = sorted(
+            n
+            for n, p in state["profiles"].items()
+            if n in eff.degrade.profiles and from_dict(ProfileConfig, p) != eff.degrade.profiles[n]
+        )
         if clash:
-            raise RetrainError(f"new profile(s) {clash} differ from the profiles of that name in conf/config.yaml / "
-                               f"conf/preset/{base}.yaml; give new web-platform profiles new names")
+            raise RetrainError(
+                f"new profile(s) {clash} differ from the profiles of that name in conf/config.yaml / "
+                f"conf/preset/{base}.yaml; give new web-platform profiles new names"
+            )
         deg = gen.setdefault("degrade", {})
         deg["profiles"] = {**(deg.get("profiles") or {}), **state["profiles"]}
         if state.get("train_with"):
@@ -346,8 +370,10 @@ def build_preset(root: Path, base: str, cfg: RetrainConfig, state: dict, init_we
     train = gen.setdefault("train", {})
     train["init_weights"] = init_weights
     if champion_config is not None:
-        base_model = deep_merge({"preset": eff.train.model.preset, "overrides": eff.train.model.overrides},
-                                (gen.get("train") or {}).get("model") or {})
+        base_model = deep_merge(
+            {"preset": eff.train.model.preset, "overrides": eff.train.model.overrides},
+            (gen.get("train") or {}).get("model") or {},
+        )
         train["model"] = model_section(champion_config, base_model)
     for dotted, value in cfg.overrides.items():
         _set_dotted(gen, dotted, value)
@@ -371,6 +397,7 @@ def write_preset(root: Path, gen: dict, header: str) -> Params:
 
 
 # --------------------------------------------------------------------------- the run
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -403,9 +430,14 @@ def retrain(params_file: Path, opts: Options = Options(), echo: Callable[[str], 
     with retrain_lock(workdir, opts.wait):
         state = load_state(workdir / "state.json")
         chk = check_source(cfg, state)
-        entry.update(listed=chk.listed, check_seconds=round(chk.seconds, 3), new_images=sorted(chk.new_images),
-                     new_samples=len(chk.new_samples), new_pair_files=len(chk.new_pairs),
-                     profiles_file_changed=chk.profiles is not None)
+        entry.update(
+            listed=chk.listed,
+            check_seconds=round(chk.seconds, 3),
+            new_images=sorted(chk.new_images),
+            new_samples=len(chk.new_samples),
+            new_pair_files=len(chk.new_pairs),
+            profiles_file_changed=chk.profiles is not None,
+        )
         if chk.ignored:
             entry["ignored"] = chk.ignored
         if not chk.anything_new and not opts.force:
@@ -421,7 +453,9 @@ def retrain(params_file: Path, opts: Options = Options(), echo: Callable[[str], 
         try:
             return _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo)
         except BaseException as exc:
-            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - t0, 3))
+            entry.update(
+                status="failed", error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - t0, 3)
+            )
             append_log(log_file, entry)
             raise
 
@@ -458,28 +492,37 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
         fetch_object(cfg.source, cfg.endpoint_url, rel, root / cfg.pairs_local / _strip_top(rel), client)
     profiles, train_with = dict(state.get("profiles") or {}), state.get("train_with")
     if chk.profiles:
-        path = fetch_object(cfg.source, cfg.endpoint_url, chk.profiles[0], workdir / "incoming" / cfg.profiles_file, client)
+        path = fetch_object(
+            cfg.source, cfg.endpoint_url, chk.profiles[0], workdir / "incoming" / cfg.profiles_file, client
+        )
         new_profiles, train_with = parse_profiles(path.read_text(), f"{cfg.source}{chk.profiles[0]}")
         profiles.update(new_profiles)
         entry["new_profiles"] = sorted(new_profiles)
         entry["train_with"] = train_with
     # 3. the base preset, the fitted profile, warm start from the champion
     raw = read_yaml(params_file) or {}
-    base = cfg.base_preset or (raw.get("preset", "embedded") if raw.get("preset") != GENERATED_PRESET else state.get("base_preset"))
+    base = cfg.base_preset or (
+        raw.get("preset", "embedded") if raw.get("preset") != GENERATED_PRESET else state.get("base_preset")
+    )
     if not base:
-        raise RetrainError("params.yaml selects the generated preset `retrain` but the state does not record its "
-                           "base; set register.retrain.base_preset")
+        raise RetrainError(
+            "params.yaml selects the generated preset `retrain` but the state does not record its "
+            "base; set register.retrain.base_preset"
+        )
     if chk.new_samples:
         fit_file = workdir / "fits" / f"{cfg.samples_profile}-{stamp}.yaml"
         scale = from_dict(Params, compose_params(root, [f"preset={base}"])).degrade.selected_profile().scale
         profiles[cfg.samples_profile] = fit_samples(workdir / "samples", cfg.samples_profile, scale, fit_file)
         train_with = cfg.samples_profile
-        entry.update(fitted_profile=cfg.samples_profile, fit=fit_file.relative_to(root).as_posix(), train_with=train_with)
-        echo(f"[retrain] profile {cfg.samples_profile!r} fitted to the served samples: "
-             f"{json.dumps(profiles[cfg.samples_profile], sort_keys=True)} ({entry['fit']})")
+        entry.update(
+            fitted_profile=cfg.samples_profile, fit=fit_file.relative_to(root).as_posix(), train_with=train_with
+        )
+        echo(
+            f"[retrain] profile {cfg.samples_profile!r} fitted to the served samples: "
+            f"{json.dumps(profiles[cfg.samples_profile], sort_keys=True)} ({entry['fit']})"
+        )
     init_weights, champion_config, champion = "", None, None
     import mlflow
-
     from cajnn.serving.registry import champion_version, download_weights
     from cajnn.tracking import resolve_tracking_uri
 
@@ -489,7 +532,9 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
     mv = champion_version(params.register.model_name)
     if mv is not None:
         champion = int(mv.version)
-        weights = download_weights(f"models:/{params.register.model_name}/{mv.version}", workdir / f"champion-v{mv.version}")
+        weights = download_weights(
+            f"models:/{params.register.model_name}/{mv.version}", workdir / f"champion-v{mv.version}"
+        )
         init_weights = str(weights.resolve())  # absolute: the experiment's copy has no data/retrain
         champion_config = json.loads(weights.with_suffix(".json").read_text())
         echo(f"[retrain] warm start from {params.register.model_name} version {mv.version} (champion)")
@@ -498,40 +543,61 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
     entry.update(champion_before=champion, warm_start=init_weights or None, base_preset=base)
     pending = {**state, "profiles": profiles, "train_with": train_with, "base_preset": base}
     gen = build_preset(root, base, cfg, pending, init_weights, champion_config)
-    header = (f"# GENERATED by `cajnn retrain` at {_now()}: conf/preset/{base}.yaml + conf/preset/{cfg.preset}.yaml\n"
-              f"# + new web-platform data from {cfg.source} + warm start; rewritten by every retrain.\n")
+    header = (
+        f"# GENERATED by `cajnn retrain` at {_now()}: conf/preset/{base}.yaml + conf/preset/{cfg.preset}.yaml\n"
+        f"# + new web-platform data from {cfg.source} + warm start; rewritten by every retrain.\n"
+    )
     eff = write_preset(root, gen, header)
     profile_name = eff.degrade.profile
-    entry["profile"] = {"name": profile_name,
-                        **{k: v for k, v in asdict(eff.degrade.selected_profile()).items() if v is not None}}
+    entry["profile"] = {
+        "name": profile_name,
+        **{k: v for k, v in asdict(eff.degrade.selected_profile()).items() if v is not None},
+    }
     # 4. the pipeline as a DVC experiment (the register stage applies the promotion policy)
     name = f"retrain-{stamp}"
     log_path = workdir / "logs" / f"{name}.log"
     entry.update(experiment=name, pipeline_log=log_path.relative_to(root).as_posix())
     t_pipe = time.perf_counter()
     preset_file = (preset_dir(root) / f"{GENERATED_PRESET}.yaml").relative_to(root).as_posix()
-    rc = run_experiment(root, name, [f"preset={GENERATED_PRESET}", *experiment_overrides(root, params)], log_path, echo,
-                        copy_paths=(preset_file,))
+    rc = run_experiment(
+        root,
+        name,
+        [f"preset={GENERATED_PRESET}", *experiment_overrides(root, params)],
+        log_path,
+        echo,
+        copy_paths=(preset_file,),
+    )
     entry["pipeline_seconds"] = round(time.perf_counter() - t_pipe, 1)
     if rc != 0:
-        raise RetrainError(f"`dvc exp run` failed with exit code {rc}; see {log_path} (the new data stays "
-                           "unseen and will be retried)")
+        raise RetrainError(
+            f"`dvc exp run` failed with exit code {rc}; see {log_path} (the new data stays unseen and will be retried)"
+        )
     record = json.loads(experiment_file(root, name, params.register.out))
     d = record["decision"]
-    entry.update(status="retrained", version=record["version"], promoted=d["promote"], reason=d["reason"],
-                 champion_after=record["champion"], challenger_mean_psnr_y=d["challenger_mean"],
-                 champion_mean_psnr_y=d["champion_mean"])
+    entry.update(
+        status="retrained",
+        version=record["version"],
+        promoted=d["promote"],
+        reason=d["reason"],
+        champion_after=record["champion"],
+        challenger_mean_psnr_y=d["challenger_mean"],
+        champion_mean_psnr_y=d["champion_mean"],
+    )
     # 5. record
     client_ml = mlflow.MlflowClient()
     for key, value in {
-        "retrain.time": entry["time"], "retrain.source": cfg.source, "retrain.experiment": name,
-        "retrain.new_images": str(len(chk.new_images)), "retrain.new_samples": str(len(chk.new_samples)),
+        "retrain.time": entry["time"],
+        "retrain.source": cfg.source,
+        "retrain.experiment": name,
+        "retrain.new_images": str(len(chk.new_images)),
+        "retrain.new_samples": str(len(chk.new_samples)),
         "retrain.new_pair_files": str(len(chk.new_pairs)),
         "retrain.new_profiles": ",".join(entry.get("new_profiles", [])),
         "retrain.profile": profile_name,
         "retrain.profile_config": json.dumps(entry["profile"], sort_keys=True),
         "retrain.warm_start": f"version {champion}" if champion else "none (from scratch)",
-        "retrain.base_preset": base, "retrain.log": entry["pipeline_log"],
+        "retrain.base_preset": base,
+        "retrain.log": entry["pipeline_log"],
     }.items():
         client_ml.set_model_version_tag(params.register.model_name, str(record["version"]), key, value)
     seen = state["seen"].setdefault(cfg.source, {})
@@ -540,12 +606,20 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
     seen.update(chk.new_pairs)
     if chk.profiles:
         seen[chk.profiles[0]] = chk.profiles[1]
-    state.update(profiles=profiles, train_with=train_with, base_preset=base, last_run=entry["time"],
-                 last_version=record["version"], last_experiment=name)
+    state.update(
+        profiles=profiles,
+        train_with=train_with,
+        base_preset=base,
+        last_run=entry["time"],
+        last_version=record["version"],
+        last_experiment=name,
+    )
     save_json(workdir / "state.json", state)
     entry["seconds"] = round(time.perf_counter() - t0, 1)
     append_log(root / cfg.log, entry)
-    echo(f"[retrain] experiment {name}: version {record['version']} "
-         + ("promoted to champion" if d["promote"] else f"not promoted; champion stays version {record['champion']}")
-         + f" ({d['reason']}); `dvc exp show` lists it")
+    echo(
+        f"[retrain] experiment {name}: version {record['version']} "
+        + ("promoted to champion" if d["promote"] else f"not promoted; champion stays version {record['champion']}")
+        + f" ({d['reason']}); `dvc exp show` lists it"
+    )
     return entry

@@ -39,7 +39,7 @@ def resolve_tracking_uri(cfg: TrackingConfig, root: Path, create: bool = False) 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
     prefix = "sqlite:///"
     if uri.startswith(prefix):
-        db = Path(uri[len(prefix):]) if uri[len(prefix):].startswith("/") else (root / uri[len(prefix):]).resolve()
+        db = Path(uri[len(prefix) :]) if uri[len(prefix) :].startswith("/") else (root / uri[len(prefix) :]).resolve()
         if create:
             db.parent.mkdir(parents=True, exist_ok=True)
         uri = prefix + str(db)
@@ -143,6 +143,7 @@ def run_tags(root: Path, entry_point: Path | str, preset: str) -> dict[str, str]
 
 # --------------------------------------------------------------------------- dataset inputs
 
+
 def files_digest(base: Path, files: list[Path]) -> str:
     """sha256 over the files' paths (relative to `base`) and contents: a folder's fingerprint."""
     digest = hashlib.sha256()
@@ -171,8 +172,10 @@ def dataset(name: str, location: Path | str, digest: str, profile: dict):
     location = str(location)
     remote = location.startswith("s3://")
     # looked up by type: MLflow's resolver would warn that a local path matches two kinds of source
-    source = get_dataset_source_from_json(json.dumps({"uri": location if remote else str(Path(location).resolve())}),
-                                          source_type="s3" if remote else "local")
+    source = get_dataset_source_from_json(
+        json.dumps({"uri": location if remote else str(Path(location).resolve())}),
+        source_type="s3" if remote else "local",
+    )
     return Described(source, name=name, digest=digest[:DIGEST_CHARS])
 
 
@@ -181,8 +184,9 @@ def log_datasets(client, run_id: str, datasets: list[tuple[object, str]]) -> Non
     from mlflow.entities import DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    inputs = [DatasetInput(ds._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)])
-              for ds, context in datasets]
+    inputs = [
+        DatasetInput(ds._to_mlflow_entity(), [InputTag(MLFLOW_DATASET_CONTEXT, context)]) for ds, context in datasets
+    ]
     if inputs:
         client.log_inputs(run_id, datasets=inputs)
 
@@ -191,8 +195,10 @@ def patch_set_summary(manifest: dict) -> dict:
     """The facts of a patch manifest (`cajnn.data.shards`) that describe a training set."""
     sources = Counter(str(s.get("source", "")).split("/")[0] for s in manifest.get("shards", []))
     keys = ("patches", "images", "lr_images", "real_pairs", "profile", "patch_size_lr", "qualities_per_image", "bytes")
-    return {**{k: manifest[k] for k in keys if manifest.get(k) is not None},
-            "sources": {k: n for k, n in sorted(sources.items()) if k}}
+    return {
+        **{k: manifest[k] for k in keys if manifest.get(k) is not None},
+        "sources": {k: n for k, n in sorted(sources.items()) if k},
+    }
 
 
 def patch_set_dataset(data_dir: Path, manifest: dict, manifest_sha256: str):
@@ -204,9 +210,11 @@ def patch_set_dataset(data_dir: Path, manifest: dict, manifest_sha256: str):
 
 # --------------------------------------------------------------------------- system metrics
 
+
 @contextlib.contextmanager
-def system_metrics(run_id: str | None, tracking_uri: str | None = None,
-                   interval: float = SYSTEM_METRICS_INTERVAL_S) -> Iterator[None]:
+def system_metrics(
+    run_id: str | None, tracking_uri: str | None = None, interval: float = SYSTEM_METRICS_INTERVAL_S
+) -> Iterator[None]:
     """Sample this machine's CPU, memory, disk and network (NVIDIA GPUs too when nvidia-ml-py is
     installed) into the run's `system/...` metrics every `interval` seconds while the block runs.
 

@@ -132,14 +132,11 @@ def load_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
 
     version = metadata.get("cajnn_format_version")
     if version is not None and version != FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has cajnn_format_version {version!r}; this code reads {FORMAT_VERSION!r}"
-        )
+        raise ValueError(f"{path} has cajnn_format_version {version!r}; this code reads {FORMAT_VERSION!r}")
     embedded = metadata.get("cajnn_config")
     if embedded is not None and json.loads(embedded) != config:
         raise ValueError(
-            f"config mismatch: {json_path} differs from the config embedded in {path} "
-            f"({embedded.strip()!s})"
+            f"config mismatch: {json_path} differs from the config embedded in {path} ({embedded.strip()!s})"
         )
 
     expected = model.state_dict()

@@ -30,16 +30,15 @@ def main() -> None:
             print(f"[baselines] off (baselines.enabled: false); {cfg.out}/{RECORD} says so")
             return
         import ray
-        from mlflow import MlflowClient
 
         from cajnn.archs import build_model
+        from cajnn.tracking import resolve_tracking_uri, run_tags, setup_tracking
         from cajnn.training.checkpoint import load_training_state
         from cajnn.training.ray_trainer import check_cluster_stores, fit
         from cajnn.training.validation import build_val_pairs
         from cajnn.weights import save_weights
+        from mlflow import MlflowClient
         from pipelines.train import code_digest, mlflow_run_for, run_key, write_curve
-
-        from cajnn.tracking import resolve_tracking_uri, run_tags, setup_tracking
 
         check_cluster_stores(params.train, resolve_tracking_uri(params.mlflow, ROOT), params.ray.address)
         manifest_sha = hashlib.sha256((ROOT / params.train.data / "manifest.json").read_bytes()).hexdigest()
@@ -50,22 +49,46 @@ def main() -> None:
         init_ray(params.ray)
         with staged_dir(out) as partial:
             for name, model in cfg.models.items():
-                tcfg = replace(params.train, model=ModelConfig(model.preset), task=model.task, init_weights="",
-                               iterations=cfg.iterations or params.train.iterations, export="last",
-                               run_name=f"baseline-{name}")
+                tcfg = replace(
+                    params.train,
+                    model=ModelConfig(model.preset),
+                    task=model.task,
+                    init_weights="",
+                    iterations=cfg.iterations or params.train.iterations,
+                    export="last",
+                    run_name=f"baseline-{name}",
+                )
                 net = build_model(model.preset)
                 n_params = sum(p.numel() for p in net.parameters())
                 key = run_key(to_dict(tcfg), manifest_sha, code_digest())
                 run_name = f"baseline-{name}-{model.preset}-{tcfg.iterations}it-{key[:6]}"
-                run_id = mlflow_run_for(experiment_id, key, run_name, {"train": to_dict(tcfg)},
-                                        {**run_tags(ROOT, __file__, params.preset), "stage": "baselines",
-                                         "baseline": name, "data_manifest_sha256": manifest_sha})
-                print(f"[baselines] {name}: {model.preset} ({n_params / 1e6:.3f} M parameters, task {model.task}), "
-                      f"{tcfg.iterations} iterations of {tcfg.batch_size} x {tcfg.crop}px; MLflow run {run_name}")
+                run_id = mlflow_run_for(
+                    experiment_id,
+                    key,
+                    run_name,
+                    {"train": to_dict(tcfg)},
+                    {
+                        **run_tags(ROOT, __file__, params.preset),
+                        "stage": "baselines",
+                        "baseline": name,
+                        "data_manifest_sha256": manifest_sha,
+                    },
+                )
+                print(
+                    f"[baselines] {name}: {model.preset} ({n_params / 1e6:.3f} M parameters, task {model.task}), "
+                    f"{tcfg.iterations} iterations of {tcfg.batch_size} x {tcfg.crop}px; MLflow run {run_name}"
+                )
                 t0 = time.perf_counter()
                 try:
-                    result = fit(tcfg, f"{tcfg.run_name}-{key}", str(ROOT / tcfg.data), val_pairs,
-                                 mlflow_tracking_uri=uri, mlflow_run_id=run_id, task_resources=params.ray.task_resources)
+                    result = fit(
+                        tcfg,
+                        f"{tcfg.run_name}-{key}",
+                        str(ROOT / tcfg.data),
+                        val_pairs,
+                        mlflow_tracking_uri=uri,
+                        mlflow_run_id=run_id,
+                        task_resources=params.ray.task_resources,
+                    )
                 except BaseException as exc:
                     with contextlib.suppress(Exception):
                         client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
@@ -79,12 +102,20 @@ def main() -> None:
                 client.set_terminated(run_id, "FINISHED")
                 val = meta.get("metrics", {}).get("val_psnr_y")
                 record["models"][name] = {
-                    "preset": model.preset, "task": model.task, "params": n_params, "weights": f"{name}.safetensors",
-                    "iterations": int(meta["iteration"]), "samples": int(meta["iteration"]) * tcfg.batch_size,
-                    "train_seconds": round(seconds, 1), "run_id": run_id, "val_psnr_y": val,
+                    "preset": model.preset,
+                    "task": model.task,
+                    "params": n_params,
+                    "weights": f"{name}.safetensors",
+                    "iterations": int(meta["iteration"]),
+                    "samples": int(meta["iteration"]) * tcfg.batch_size,
+                    "train_seconds": round(seconds, 1),
+                    "run_id": run_id,
+                    "val_psnr_y": val,
                 }
-                print(f"[baselines] {name}: {meta['iteration']} iterations in {seconds:.0f} s"
-                      + (f"; validation PSNR-Y ({'LR' if model.task == 'car' else 'HR'}) {val:.2f} dB" if val else ""))
+                print(
+                    f"[baselines] {name}: {meta['iteration']} iterations in {seconds:.0f} s"
+                    + (f"; validation PSNR-Y ({'LR' if model.task == 'car' else 'HR'}) {val:.2f} dB" if val else "")
+                )
             write_json(partial / RECORD, record)
         ray.shutdown()
 

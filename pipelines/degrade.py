@@ -53,8 +53,14 @@ def main() -> None:
             raise FileNotFoundError(f"no images under {cfg.inputs + cfg.pairs}; run the fetch stage first")
         init_ray(params.ray)
         with staged_dir(out) as partial:
-            manifest = degrade_all(items + pairs, partial, cfg, progress=True, task_resources=params.ray.task_resources,
-                                   unmatched=unmatched)
+            manifest = degrade_all(
+                items + pairs,
+                partial,
+                cfg,
+                progress=True,
+                task_resources=params.ray.task_resources,
+                unmatched=unmatched,
+            )
         ray.shutdown()
         print(
             f"[degrade] profile {cfg.profile!r}: {manifest['patches']} patch pairs from {manifest['images']} "
@@ -68,9 +74,15 @@ def main() -> None:
             print(f"[degrade] skipped {s['file']}: {s['reason']}", file=sys.stderr)
 
 
-def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int | None = None,
-                progress: bool = False, task_resources: dict[str, float] | None = None,
-                unmatched: list[dict] | None = None) -> dict:
+def degrade_all(
+    items: list[dict],
+    out: Path,
+    cfg: DegradeConfig,
+    in_flight: int | None = None,
+    progress: bool = False,
+    task_resources: dict[str, float] | None = None,
+    unmatched: list[dict] | None = None,
+) -> dict:
     """One Ray task per image, at most `in_flight` at a time (default: 2 per CPU of the cluster):
     the driver reads the image file (its node has the input folders) and hands the bytes to the
     task through the object store; the task degrades it wherever Ray places it
@@ -146,9 +158,11 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int
         "bytes_per_hr_megapixel": round(total_bytes / hr_mp) if hr_mp else 0,
         "real_pairs": sum(r["kind"] == REAL_PAIR for r in shards),
         "shards": [
-            {k: (int(r[k]) if k in ("rows", "bytes", "hr_pixels") else r[k])
-             for k in ("source", "shard", "rows", "bytes", "hr_pixels", "qualities", "draws", "kind")
-             + (("shift",) if r["kind"] == REAL_PAIR else ())}
+            {
+                k: (int(r[k]) if k in ("rows", "bytes", "hr_pixels") else r[k])
+                for k in ("source", "shard", "rows", "bytes", "hr_pixels", "qualities", "draws", "kind")
+                + (("shift",) if r["kind"] == REAL_PAIR else ())
+            }
             for r in shards
         ],
         "skipped": skipped,
@@ -158,8 +172,9 @@ def degrade_all(items: list[dict], out: Path, cfg: DegradeConfig, in_flight: int
     return manifest
 
 
-def _degrade_task(path: str, relpath: str, data: bytes, error: str, cfg_dict: dict,
-                  copy: bytes | None = None) -> tuple[dict, bytes | None]:
+def _degrade_task(
+    path: str, relpath: str, data: bytes, error: str, cfg_dict: dict, copy: bytes | None = None
+) -> tuple[dict, bytes | None]:
     """A Ray task: one image's (or real pair's, with `copy`) manifest row and its shard's bytes
     (None when skipped)."""
     from cajnn.config import DegradeConfig, from_dict

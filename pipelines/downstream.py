@@ -13,9 +13,8 @@ from pipelines._common import ROOT, stage
 
 def main() -> None:
     with stage("downstream") as params:
-        from mlflow import MlflowClient
-
         from cajnn.weights import load_weights
+        from mlflow import MlflowClient
 
         cfg = params.downstream
         out = ROOT / cfg.out
@@ -34,11 +33,16 @@ def main() -> None:
         for name in ("downstream.json", "downstream.md"):
             client.log_artifact(run_id, str(out / name), "downstream")
         m, q = result.metrics, cfg.qualities[0]
-        print(f"[downstream] QF {q}: word accuracy LR {m[f'text/qf{q}/lr/word_acc']:.1f} % -> CAJNN "
-              f"{m[f'text/qf{q}/cajnn/word_acc']:.1f} % (HR {m['text/hr/word_acc']:.1f} %)"
-              + (f"; face AP (hard) LR {m[f'faces/qf{q}/lr/ap_hard']:.3f} -> CAJNN {m[f'faces/qf{q}/cajnn/ap_hard']:.3f}"
-                 if cfg.scenes and "hard" in cfg.face_bins else "")
-              + f"; {cfg.out}/downstream.md; logged to MLflow run {run_id[:8]}")
+        print(
+            f"[downstream] QF {q}: word accuracy LR {m[f'text/qf{q}/lr/word_acc']:.1f} % -> CAJNN "
+            f"{m[f'text/qf{q}/cajnn/word_acc']:.1f} % (HR {m['text/hr/word_acc']:.1f} %)"
+            + (
+                f"; face AP (hard) LR {m[f'faces/qf{q}/lr/ap_hard']:.3f} -> CAJNN {m[f'faces/qf{q}/cajnn/ap_hard']:.3f}"
+                if cfg.scenes and "hard" in cfg.face_bins
+                else ""
+            )
+            + f"; {cfg.out}/downstream.md; logged to MLflow run {run_id[:8]}"
+        )
 
 
 if __name__ == "__main__":

@@ -19,24 +19,28 @@ from pipelines._common import ROOT, stage
 def budgets(run: dict, baselines: dict) -> list[str]:
     """One line per trained model: what it was trained with (a comparison is fair only at equal
     budgets, and the table says what they were)."""
+
     def line(label: str, r: dict) -> str:
         secs = f", {r['train_seconds']:.0f} s" if r.get("train_seconds") is not None else ""
-        return (f"- {label}: {r['iterations']} iterations x batch {r['batch_size']} = "
-                f"{r['iterations'] * r['batch_size']:,} samples{secs}, {r['params'] / 1e6:.3f} M parameters")
+        return (
+            f"- {label}: {r['iterations']} iterations x batch {r['batch_size']} = "
+            f"{r['iterations'] * r['batch_size']:,} samples{secs}, {r['params'] / 1e6:.3f} M parameters"
+        )
 
     if not baselines.get("models"):
         return []
     lines = ["Training budgets (same patch shards and recipe):", line("CAJNN", run)]
     for name, m in baselines["models"].items():
-        lines.append(line(f"{name} ({m['preset']}, {m['task']})", {**m, "batch_size": m["samples"] // max(m["iterations"], 1)}))
+        lines.append(
+            line(f"{name} ({m['preset']}, {m['task']})", {**m, "batch_size": m["samples"] // max(m["iterations"], 1)})
+        )
     return lines
 
 
 def main() -> None:
     with stage("evaluate") as params:
-        from mlflow import MlflowClient
-
         from cajnn.weights import load_weights
+        from mlflow import MlflowClient
 
         cfg = params.evaluate
         out = ROOT / cfg.out
@@ -61,11 +65,13 @@ def main() -> None:
             client.log_artifact(run_id, str(out / name), "evaluation")
         client.log_artifacts(run_id, str(samples), "evaluation/samples")
         sets = sorted({k.split("/")[0] for k in metrics if k.count("/") == 3})
-        print(f"[evaluate] {len(sets)} set(s) ({', '.join(sets)}) at QF {', '.join(map(str, cfg.qualities))}"
-              + (f", with {len(extra)} baseline rows ({', '.join(m.label for m in extra.values())})" if extra else "")
-              + ": "
-              f"{cfg.out}/table.md, {cfg.out}/metrics.json, {cfg.out}/compare.html ({page_bytes / 2**20:.1f} MiB); "
-              f"logged to MLflow run {run_id[:8]}")
+        print(
+            f"[evaluate] {len(sets)} set(s) ({', '.join(sets)}) at QF {', '.join(map(str, cfg.qualities))}"
+            + (f", with {len(extra)} baseline rows ({', '.join(m.label for m in extra.values())})" if extra else "")
+            + ": "
+            f"{cfg.out}/table.md, {cfg.out}/metrics.json, {cfg.out}/compare.html ({page_bytes / 2**20:.1f} MiB); "
+            f"logged to MLflow run {run_id[:8]}"
+        )
 
 
 if __name__ == "__main__":

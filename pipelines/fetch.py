@@ -43,8 +43,11 @@ def main() -> None:
             f"[fetch] {files} images in {', '.join(ds.name for ds in report.datasets)} under {cfg.dest}; "
             f"{len(skipped)} unreadable skipped; downloaded {human_bytes(report.downloaded_bytes)}"
             + (f", {len(report.archives_from_cache)} archive(s) from the cache" if report.archives_from_cache else "")
-            + (f"; S3: {report.s3_transferred} objects transferred, {report.s3_reused} unchanged"
-               if report.s3_transferred or report.s3_reused else "")
+            + (
+                f"; S3: {report.s3_transferred} objects transferred, {report.s3_reused} unchanged"
+                if report.s3_transferred or report.s3_reused
+                else ""
+            )
         )
         for s in skipped:
             print(f"[fetch] skipped {s['file']}: {s['reason']}", file=sys.stderr)

@@ -15,8 +15,16 @@ from __future__ import annotations
 import json
 
 from cajnn.serving.registry import (
-    downstream_gate, eval_set_datasets, log_pyfunc, model_card, model_metrics_from, psnr_from_metrics, register, score_weights,
-    seed_champion, sets_fingerprint,
+    downstream_gate,
+    eval_set_datasets,
+    log_pyfunc,
+    model_card,
+    model_metrics_from,
+    psnr_from_metrics,
+    register,
+    score_weights,
+    seed_champion,
+    sets_fingerprint,
 )
 from cajnn.tracking import log_datasets, read_run_file, setup_tracking
 from pipelines._common import ROOT, stage, write_json
@@ -24,8 +32,9 @@ from pipelines._common import ROOT, stage, write_json
 
 def main() -> None:
     with stage("register") as params:
-        from mlflow import MlflowClient
         from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
+
+        from mlflow import MlflowClient
 
         cfg = params.register
         trained = read_run_file(ROOT / params.train.out / "run.json")
@@ -42,23 +51,38 @@ def main() -> None:
         scorer = lambda w: score_weights(w, params.evaluate, ROOT)  # noqa: E731
         seeded = seed_champion(cfg.seed_champion, cfg, scorer, sets) if cfg.seed_champion else None
         if seeded:
-            print(f"[register] empty registry: shipped model {cfg.seed_champion} registered as {cfg.model_name} "
-                  f"version {seeded['version']}, champion (mean PSNR-Y {seeded['decision']['challenger_mean']:.3f} dB)")
+            print(
+                f"[register] empty registry: shipped model {cfg.seed_champion} registered as {cfg.model_name} "
+                f"version {seeded['version']}, champion (mean PSNR-Y {seeded['decision']['challenger_mean']:.3f} dB)"
+            )
         weights = ROOT / params.evaluate.weights
         card = model_card(
             json.loads(weights.with_suffix(".json").read_text()),
-            {**trained, "run_name": run.info.run_name, "commit": run.data.tags.get(MLFLOW_GIT_COMMIT),
-             "dirty": run.data.tags.get("git_dirty"), "dvc_exp": run.data.tags.get("dvc_exp")},
+            {
+                **trained,
+                "run_name": run.info.run_name,
+                "commit": run.data.tags.get(MLFLOW_GIT_COMMIT),
+                "dirty": run.data.tags.get("git_dirty"),
+                "dvc_exp": run.data.tags.get("dvc_exp"),
+            },
             metrics,
         )
         model_uri = log_pyfunc(weights, run_id, step=int(trained.get("iterations", 0)))
         gate = None
         if cfg.max_word_acc_drop is not None:
-            gate = downstream_gate(json.loads((ROOT / params.downstream.out / "downstream.json").read_text()),
-                                   cfg.max_word_acc_drop)
+            gate = downstream_gate(
+                json.loads((ROOT / params.downstream.out / "downstream.json").read_text()), cfg.max_word_acc_drop
+            )
         record = register(
-            model_uri, run_id, psnr, cfg, gate=gate,
-            scorer=scorer, card=card, model_metrics=model_metrics_from(metrics), eval_sets=sets,
+            model_uri,
+            run_id,
+            psnr,
+            cfg,
+            gate=gate,
+            scorer=scorer,
+            card=card,
+            model_metrics=model_metrics_from(metrics),
+            eval_sets=sets,
         )
         if seeded:
             record["seeded"] = {k: seeded[k] for k in ("version", "run_id", "model_uri", "challenger_psnr_y")}

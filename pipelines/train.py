@@ -23,16 +23,31 @@ import cajnn
 from cajnn.config import Params, TrainConfig, flatten, to_dict
 from cajnn.fetch.files import write_text_atomic
 from cajnn.tracking import (
-    dataset, dvc_experiment, files_digest, log_datasets, patch_set_dataset, patch_set_summary, resolve_tracking_uri,
-    run_tags, setup_tracking, write_run_file,
+    dataset,
+    dvc_experiment,
+    files_digest,
+    log_datasets,
+    patch_set_dataset,
+    patch_set_summary,
+    resolve_tracking_uri,
+    run_tags,
+    setup_tracking,
+    write_run_file,
 )
 from pipelines._common import ROOT, init_ray, stage
 
 RUN_KEY_TAG = "cajnn.train_key"
 # The code that decides what training produces. Part of the run key: after a change to it DVC
 # reruns the stage, and without it Ray would resume the finished run and hand back old weights.
-TRAIN_CODE = ("cajnn/archs", "cajnn/config", "cajnn/data", "cajnn/degradation", "cajnn/metrics",
-              "cajnn/training", "cajnn/weights.py")
+TRAIN_CODE = (
+    "cajnn/archs",
+    "cajnn/config",
+    "cajnn/data",
+    "cajnn/degradation",
+    "cajnn/metrics",
+    "cajnn/training",
+    "cajnn/weights.py",
+)
 CODE_ROOT = Path(cajnn.__file__).resolve().parents[1]  # the code this process runs
 
 
@@ -124,12 +139,22 @@ def start_run(params: Params, root: Path) -> TrainRun:
         key,
         name,
         {"train": to_dict(cfg), "degrade": to_dict(params.degrade)},
-        {**run_tags(root, __file__, params.preset), "data_manifest_sha256": manifest_sha,
-         "code_sha256": code_sha, "stage": "train"},
+        {
+            **run_tags(root, __file__, params.preset),
+            "data_manifest_sha256": manifest_sha,
+            "code_sha256": code_sha,
+            "stage": "train",
+        },
     )
     val_dirs = [root / v for v in cfg.val_sets if (root / v).is_dir()]
-    log_datasets(MlflowClient(), run_id, [(patch_set_dataset(root / cfg.data, manifest, manifest_sha), "training"),
-                                          *((image_folder_dataset(d), "validation") for d in val_dirs)])
+    log_datasets(
+        MlflowClient(),
+        run_id,
+        [
+            (patch_set_dataset(root / cfg.data, manifest, manifest_sha), "training"),
+            *((image_folder_dataset(d), "validation") for d in val_dirs),
+        ],
+    )
     return TrainRun(uri, run_id, key, name, manifest, manifest_sha, val_dirs)
 
 
@@ -170,17 +195,25 @@ def main() -> None:
         run_id, key, name, client = run.run_id, run.key, run.name, MlflowClient()
         val_pairs = build_val_pairs(run.val_dirs, cfg.val_qualities, cfg.val_crop, net.config["scale"])
         n_params = sum(p.numel() for p in net.parameters())
-        print(f"[train] {cfg.model.preset} network ({n_params / 1e6:.2f} M parameters), {cfg.iterations} iterations "
-              f"of {cfg.batch_size} x {cfg.crop}px LR crops; validation: {len(val_pairs)} crops at QF "
-              f"{', '.join(map(str, cfg.val_qualities))}; MLflow run {name} ({run_id[:8]})")
+        print(
+            f"[train] {cfg.model.preset} network ({n_params / 1e6:.2f} M parameters), {cfg.iterations} iterations "
+            f"of {cfg.batch_size} x {cfg.crop}px LR crops; validation: {len(val_pairs)} crops at QF "
+            f"{', '.join(map(str, cfg.val_qualities))}; MLflow run {name} ({run_id[:8]})"
+        )
         if cfg.init_weights:
             print(f"[train] warm start from {cfg.init_weights} (a checkpoint of this run, if any, takes precedence)")
         try:
             init_ray(params.ray)
             t0 = time.perf_counter()
-            result = fit(cfg, f"{cfg.run_name}-{key}", str(ROOT / cfg.data), val_pairs,
-                         mlflow_tracking_uri=run.tracking_uri, mlflow_run_id=run_id,
-                         task_resources=params.ray.task_resources)
+            result = fit(
+                cfg,
+                f"{cfg.run_name}-{key}",
+                str(ROOT / cfg.data),
+                val_pairs,
+                mlflow_tracking_uri=run.tracking_uri,
+                mlflow_run_id=run_id,
+                task_resources=params.ray.task_resources,
+            )
             train_s = time.perf_counter() - t0
         except BaseException as exc:
             # The UI lists the run as stopped, not as running forever; the next attempt resumes it.
@@ -203,20 +236,32 @@ def main() -> None:
         resumed = meta.get("resumed_from", [])
         val = meta.get("metrics", {}).get("val_psnr_y")
         write_run_file(
-            out / "run.json", run_id, iterations=int(meta["iteration"]),
-            optimizer_steps=int(meta.get("optimizer_steps", 0)), params=n_params, exported=cfg.export,
-            train_key=key, resumed_from=resumed, val_psnr_y=val, run_name=name, preset=params.preset,
+            out / "run.json",
+            run_id,
+            iterations=int(meta["iteration"]),
+            optimizer_steps=int(meta.get("optimizer_steps", 0)),
+            params=n_params,
+            exported=cfg.export,
+            train_key=key,
+            resumed_from=resumed,
+            val_psnr_y=val,
+            run_name=name,
+            preset=params.preset,
             train_seconds=round(train_s, 1),
-            model_preset=cfg.model.preset, batch_size=cfg.batch_size, crop=cfg.crop,
+            model_preset=cfg.model.preset,
+            batch_size=cfg.batch_size,
+            crop=cfg.crop,
             data={"path": cfg.data, "manifest_sha256": run.manifest_sha, **patch_set_summary(run.manifest)},
         )
         import ray
 
         ray.shutdown()
-        print(f"[train] {meta['iteration']} iterations in {train_s:.0f} s"
-              + (f" (resumed at {', '.join(map(str, resumed))})" if resumed else "")
-              + (f"; validation PSNR-Y {val:.2f} dB" if val is not None else "")
-              + f"; weights {cfg.out}/cajnn.safetensors")
+        print(
+            f"[train] {meta['iteration']} iterations in {train_s:.0f} s"
+            + (f" (resumed at {', '.join(map(str, resumed))})" if resumed else "")
+            + (f"; validation PSNR-Y {val:.2f} dB" if val is not None else "")
+            + f"; weights {cfg.out}/cajnn.safetensors"
+        )
 
 
 if __name__ == "__main__":

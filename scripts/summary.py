@@ -36,12 +36,18 @@ def main(root: Path) -> None:
         d = json.loads(down.read_text())
         qf = min((int(k.split("/")[1][2:]) for k in d if k.startswith("text/qf")), default=None)
         if qf is not None:
-            print(f"  text / faces (Tables II-III) reports/downstream.md  QF {qf}: words read LR "
-                  f"{d[f'text/qf{qf}/lr/word_acc']:.1f} % -> CAJNN {d[f'text/qf{qf}/cajnn/word_acc']:.1f} %")
+            print(
+                f"  text / faces (Tables II-III) reports/downstream.md  QF {qf}: words read LR "
+                f"{d[f'text/qf{qf}/lr/word_acc']:.1f} % -> CAJNN {d[f'text/qf{qf}/cajnn/word_acc']:.1f} %"
+            )
     if reg:
-        print(f"  model registry               models:/{reg['model_name']}/{reg['version']} "
-              f"(champion: version {reg['champion']})")
-    print("  MLflow UI                    make ui  ->  http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning")
+        print(
+            f"  model registry               models:/{reg['model_name']}/{reg['version']} "
+            f"(champion: version {reg['champion']})"
+        )
+    print(
+        "  MLflow UI                    make ui  ->  http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning"
+    )
 
 
 if __name__ == "__main__":

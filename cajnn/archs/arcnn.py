@@ -18,7 +18,9 @@ from torch import nn
 class ARCNN(nn.Module):
     """JPEG LR (N, C, H, W) in [0, 1] -> restored LR of the same size (`scale` 1)."""
 
-    def __init__(self, in_ch: int = 3, widths: tuple[int, ...] = (64, 32, 16), kernels: tuple[int, ...] = (9, 7, 1, 5)) -> None:
+    def __init__(
+        self, in_ch: int = 3, widths: tuple[int, ...] = (64, 32, 16), kernels: tuple[int, ...] = (9, 7, 1, 5)
+    ) -> None:
         super().__init__()
         if len(kernels) != len(widths) + 1:
             raise ValueError(f"ARCNN needs one kernel size per layer: {len(widths) + 1}, got {len(kernels)}")
@@ -29,8 +31,13 @@ class ARCNN(nn.Module):
             if i < len(kernels) - 1:
                 layers.append(nn.ReLU(inplace=True))
         self.body = nn.Sequential(*layers)
-        self.config: dict[str, Any] = {"arch": "arcnn", "in_ch": in_ch, "widths": list(widths), "kernels": list(kernels),
-                                       "scale": 1}
+        self.config: dict[str, Any] = {
+            "arch": "arcnn",
+            "in_ch": in_ch,
+            "widths": list(widths),
+            "kernels": list(kernels),
+            "scale": 1,
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

@@ -140,15 +140,11 @@ class CAJNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(
-                f"CAJNN expects a (B, {self.in_ch}, H, W) tensor, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"CAJNN expects a (B, {self.in_ch}, H, W) tensor, got shape {tuple(x.shape)}")
         feat = self.context(self.conv_first(x))  # f^L'
         out = self.enhance(self.upsampler(feat + self.trunk_conv(self.trunk(feat))))
         if self.global_skip:  # eq. 5
-            out = out + F.interpolate(
-                x, scale_factor=self.scale, mode="bilinear", align_corners=False
-            )
+            out = out + F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         if self.lr_head is not None and self.training:  # eq. 7: G^(f^L')
             return out, x + self.lr_head(feat)
         return out

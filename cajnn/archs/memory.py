@@ -33,8 +33,15 @@ ALLOCATOR_FACTOR = 1.3
 #: Constant allocator slack in bytes (heap fragmentation, oneDNN scratchpads, weight reorders).
 ALLOCATOR_SLACK = 32 * 2**20
 
-_PAPER_LIKE = {"nf": 64, "growth": 32, "num_blocks": 20, "context": "aspp",
-               "upsampler": "pixelshuffle", "in_ch": 3, "global_skip": True}
+_PAPER_LIKE = {
+    "nf": 64,
+    "growth": 32,
+    "num_blocks": 20,
+    "context": "aspp",
+    "upsampler": "pixelshuffle",
+    "in_ch": 3,
+    "global_skip": True,
+}
 
 
 def _stage_areas(scale: int) -> list[int]:

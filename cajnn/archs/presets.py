@@ -93,7 +93,6 @@ def build_model(preset: str = "paper", **overrides: Any) -> nn.Module:
     unknown = sorted(set(overrides) - set(_arg_names(cls)))
     if unknown:
         raise ValueError(
-            f"unknown {cls.__name__} argument(s) {unknown} for preset {preset!r}; "
-            f"allowed: {list(_arg_names(cls))}"
+            f"unknown {cls.__name__} argument(s) {unknown} for preset {preset!r}; allowed: {list(_arg_names(cls))}"
         )
     return build_from_config({**config, **overrides})

@@ -31,8 +31,14 @@ class RRDBNet(nn.Module):
         self.hr_conv = nn.Conv2d(nf, nf, 3, padding=1)
         self.conv_last = nn.Conv2d(nf, in_ch, 3, padding=1)
         self.act = nn.LeakyReLU(0.2, inplace=True)
-        self.config: dict[str, Any] = {"arch": "rrdbnet", "in_ch": in_ch, "nf": nf, "num_blocks": num_blocks,
-                                       "growth": growth, "scale": 4}
+        self.config: dict[str, Any] = {
+            "arch": "rrdbnet",
+            "in_ch": in_ch,
+            "nf": nf,
+            "num_blocks": num_blocks,
+            "growth": growth,
+            "scale": 4,
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.conv_first(x)

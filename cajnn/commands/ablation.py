@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,10 +28,14 @@ def _dvc(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
 def queue(
     seeds: Annotated[str, typer.Option(help="comma-separated seeds (several: the report averages them)")] = "0",
     tables: Annotated[str, typer.Option(help="IV, V or IV,V")] = "IV,V",
-    only: Annotated[str, typer.Option("--settings", help="only these settings (comma-separated keys, e.g. lambda0,lambda16)")] = "",
+    only: Annotated[
+        str, typer.Option("--settings", help="only these settings (comma-separated keys, e.g. lambda0,lambda16)")
+    ] = "",
     run: Annotated[bool, typer.Option("--run", help="start the queue (`dvc queue start`) and wait for it")] = False,
-    jobs: Annotated[int, typer.Option(help="queue workers with --run (each experiment uses all CPUs: keep 1 on a laptop)")] = 1,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", "-S", help="extra override for every experiment")] = None,
+    jobs: Annotated[
+        int, typer.Option(help="queue workers with --run (each experiment uses all CPUs: keep 1 on a laptop)")
+    ] = 1,
+    set_: Annotated[list[str] | None, typer.Option("--set", "-S", help="extra override for every experiment")] = None,
 ) -> None:
     """Queue one DVC experiment per setting and seed on the preset in use (stages up to evaluate)."""
     from cajnn.ablation import EXP_PREFIX, SETTINGS, queue_args
@@ -52,15 +56,19 @@ def queue(
     keys = {k.strip() for k in only.split(",") if k.strip()}
     unknown = keys - {s.key for s in SETTINGS}
     if unknown:
-        print(f"error: --settings {sorted(unknown)}: known keys are {', '.join(s.key for s in SETTINGS)}", file=sys.stderr)
+        print(
+            f"error: --settings {sorted(unknown)}: known keys are {', '.join(s.key for s in SETTINGS)}", file=sys.stderr
+        )
         raise typer.Exit(2)
     settings = [s for s in SETTINGS if s.table in wanted and (not keys or s.key in keys)]
     for s in settings:
         for seed in seed_list:
             _dvc(["exp", "run", *queue_args(s, seed, extra)])
-    print(f"[ablation] queued {len(settings) * len(seed_list)} experiments ({len(settings)} settings x seeds "
-          f"{', '.join(map(str, seed_list))})" + ("" if run else "; run them: dvc queue start -j 1, then "
-                                                  "cajnn ablation report"))
+    print(
+        f"[ablation] queued {len(settings) * len(seed_list)} experiments ({len(settings)} settings x seeds "
+        f"{', '.join(map(str, seed_list))})"
+        + ("" if run else "; run them: dvc queue start -j 1, then cajnn ablation report")
+    )
     if run:
         _dvc(["queue", "start", "-j", str(jobs)])
         t0, errors = time.monotonic(), 0
@@ -71,21 +79,27 @@ def queue(
             if not mine:  # the queue is busy starting (or the status failed): ask again
                 errors += 1
                 if errors > 60:
-                    print("error: `dvc queue status` does not list the experiments; see `dvc queue status`",
-                          file=sys.stderr)
+                    print(
+                        "error: `dvc queue status` does not list the experiments; see `dvc queue status`",
+                        file=sys.stderr,
+                    )
                     raise typer.Exit(1)
             elif not any(v in ("Queued", "Running") for v in mine.values()):
                 break
             time.sleep(5)
         failed = sum(v == "Failed" for v in mine.values())
-        print(f"[ablation] queue done in {time.monotonic() - t0:.0f} s" + (f"; {failed} failed (dvc queue logs NAME)"
-                                                                            if failed else ""))
+        print(
+            f"[ablation] queue done in {time.monotonic() - t0:.0f} s"
+            + (f"; {failed} failed (dvc queue logs NAME)" if failed else "")
+        )
 
 
 @ablation_app.command("report")
 def report(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("reports/ablation.md"),
-    set_name: Annotated[Optional[str], typer.Option("--set", help="evaluation set to compare on (default: the first)")] = None,
+    set_name: Annotated[
+        str | None, typer.Option("--set", help="evaluation set to compare on (default: the first)")
+    ] = None,
 ) -> None:
     """Write Tables IV and V from the finished `abl-*` experiments (mean over seeds)."""
     from cajnn.ablation import collect
@@ -104,9 +118,11 @@ def report(
     write_text_atomic(out, render(rows, params.preset))
     done = sum(1 for r in rows if r.psnr)
     waiting = sorted(k for k in unfinished if k.startswith("abl-"))
-    print(f"[ablation] {out}: {done} of {len(rows)} settings have results "
-          f"({sum(len(r.psnr) for r in rows)} experiments)"
-          + (f"; not finished (left out): {', '.join(f'{k} ({states[k]})' for k in waiting)}" if waiting else ""))
+    print(
+        f"[ablation] {out}: {done} of {len(rows)} settings have results "
+        f"({sum(len(r.psnr) for r in rows)} experiments)"
+        + (f"; not finished (left out): {', '.join(f'{k} ({states[k]})' for k in waiting)}" if waiting else "")
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -60,13 +60,20 @@ def _collect(inputs: list[Path], outdir: Path, unread: dict[str, int]) -> list[t
 
 
 def degrade(
-    inputs: Annotated[list[Path], typer.Argument(help="image files and/or folders (searched recursively)", show_default=False)],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="image files and/or folders (searched recursively)", show_default=False)
+    ],
     outdir: Annotated[Path, typer.Argument(help="where the degraded images and the report go", show_default=False)],
-    profile: Annotated[Optional[str], typer.Option(help="profile name in degrade.profiles [default: degrade.profile]")] = None,
-    quality: Annotated[Optional[int], typer.Option(help="JPEG quality 1..100 for every pass, instead of the profile's draw")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="seed of the per-image draws [default: degrade.seed]")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="profile name in degrade.profiles [default: degrade.profile]")
+    ] = None,
+    quality: Annotated[
+        int | None, typer.Option(help="JPEG quality 1..100 for every pass, instead of the profile's draw")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of the per-image draws [default: degrade.seed]")] = None,
     params: Annotated[
-        Optional[Path], typer.Option(help="parameters file [default: ./params.yaml if present, else the built-in paper profile]")
+        Path | None,
+        typer.Option(help="parameters file [default: ./params.yaml if present, else the built-in paper profile]"),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="png (the decoded result) | jpg (the JPEG bytes)")] = "png",
     save_hr: Annotated[
@@ -160,7 +167,10 @@ def degrade(
         print(f"skipped {s['file']}: {s['reason']}", file=sys.stderr)
     for line in unread_report(unread):
         print(line, file=sys.stderr)
-    print(f"{len(done)} degraded with profile {name!r} into {outdir}, {len(skipped)} skipped (report: {outdir / REPORT_NAME})")
+    print(
+        f"{len(done)} degraded with profile {name!r} into {outdir}, {len(skipped)} skipped "
+        f"(report: {outdir / REPORT_NAME})"
+    )
     if skipped:
         raise typer.Exit(1)
 

@@ -35,8 +35,7 @@ from typing import Annotated
 
 import typer
 
-from cajnn.data.image_io import ImageLoadError
-from cajnn.data.image_io import count_unread, unread_report
+from cajnn.data.image_io import ImageLoadError, count_unread, unread_report
 from cajnn.data.image_meta import KEEP_FORMAT_SUFFIXES, READABLE_SUFFIXES, finish, output_size, read_image, write_image
 
 #: --format -> output suffix; None: keep the input's (KEEP_FORMAT_SUFFIXES, else .png).
@@ -56,6 +55,7 @@ class Job:
 
 
 # --------------------------------------------------------------------------- inputs -> outputs
+
 
 def _is_under(path: Path, folder: Path) -> bool:
     try:
@@ -139,14 +139,16 @@ def plan_jobs(
 
 # --------------------------------------------------------------------------- model sources
 
+
 def _weights_from_mlflow(uri: str, workdir: Path) -> Path:
     """Download the ``weights`` and ``config`` artifacts of an MLflow pyfunc model (as logged by
     :func:`cajnn.serving.registry.log_pyfunc`) into ``workdir``; returns the weights path with
     its config beside it as ``<stem>.json``. Honours ``MLFLOW_TRACKING_URI``."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        import mlflow
         import yaml
+
+        import mlflow
     except ImportError as exc:  # pragma: no cover - both are dependencies
         raise UsageError(f"--model needs mlflow: {exc}") from None
 
@@ -190,8 +192,9 @@ def local_champion(name: str = DEFAULT_MODEL_NAME) -> tuple[str, str] | None:
     """(model URI, a line saying which) of the registry's champion, when there is a registry:
     `MLFLOW_TRACKING_URI`, else `make run`'s store in the current folder. None when there is no
     registry or no champion in it."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or (f"sqlite:///{LOCAL_REGISTRY}" if Path(LOCAL_REGISTRY).is_file()
-                                                    else None)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"sqlite:///{LOCAL_REGISTRY}" if Path(LOCAL_REGISTRY).is_file() else None
+    )
     if uri is None:
         return None
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
@@ -221,8 +224,10 @@ def load_model(weights: Path | None, model: str | None, workdir: Path, say=None,
     if weights is not None and model is not None:
         raise UsageError("give one of --weights FILE or --model URI|NAME, not both")
     if weights is None and model is None and not champion_default:
-        raise UsageError("give one of --weights FILE or --model URI|NAME (a shipped model: "
-                         f"{', '.join(shipped.available()) or 'none installed'})")
+        raise UsageError(
+            "give one of --weights FILE or --model URI|NAME (a shipped model: "
+            f"{', '.join(shipped.available()) or 'none installed'})"
+        )
     line = None
     if weights is None and model is None:
         found = local_champion()
@@ -232,8 +237,10 @@ def load_model(weights: Path | None, model: str | None, workdir: Path, say=None,
             model = shipped.DEFAULT
             line = f"model: shipped {shipped.DEFAULT} (no registry champion here; `make run` makes one)"
         else:
-            raise UsageError("no model: give --weights FILE or --model URI, or run `make run` first (its registry's "
-                             f"champion, {LOCAL_REGISTRY} or MLFLOW_TRACKING_URI, is used when no model is given)")
+            raise UsageError(
+                "no model: give --weights FILE or --model URI, or run `make run` first (its registry's "
+                f"champion, {LOCAL_REGISTRY} or MLFLOW_TRACKING_URI, is used when no model is given)"
+            )
     if model is not None and not is_model_uri(model):
         try:
             weights = shipped.weights_path(model)
@@ -252,35 +259,53 @@ def load_model(weights: Path | None, model: str | None, workdir: Path, say=None,
 
 # --------------------------------------------------------------------------- command
 
+
 def enhance(
-    inputs: Annotated[list[Path], typer.Argument(
-        help="image files and/or folders (searched recursively)", show_default=False)],
-    outdir: Annotated[Path, typer.Option(
-        "-o", "--outdir", help="where enhanced images go (created)", show_default=False)],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="image files and/or folders (searched recursively)", show_default=False)
+    ],
+    outdir: Annotated[
+        Path, typer.Option("-o", "--outdir", help="where enhanced images go (created)", show_default=False)
+    ],
     weights: Annotated[Path | None, typer.Option(help="a .safetensors file (its .json config beside it)")] = None,
-    model: Annotated[str | None, typer.Option(
-        help="a shipped model's name (cpu-base) or an MLflow model URI, e.g. models:/cajnn@champion "
-             "(uses MLFLOW_TRACKING_URI). Default: the local registry's champion, else shipped cpu-base")] = None,
-    tile: Annotated[int | None, typer.Option(
-        min=0, help="LR tile size in pixels; 0 = whole image; default: automatic from free memory")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="a shipped model's name (cpu-base) or an MLflow model URI, e.g. models:/cajnn@champion "
+            "(uses MLFLOW_TRACKING_URI). Default: the local registry's champion, else shipped cpu-base"
+        ),
+    ] = None,
+    tile: Annotated[
+        int | None,
+        typer.Option(min=0, help="LR tile size in pixels; 0 = whole image; default: automatic from free memory"),
+    ] = None,
     overlap: Annotated[int, typer.Option(min=0, help="LR pixels of context around each tile")] = 16,
     self_ensemble: Annotated[bool, typer.Option(help="8-way self-ensemble (8x slower, a little better)")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    dtype: Annotated[str, typer.Option(help="fp32 | bf16 (GPU, or CPU with AVX-512 BF16/AMX) | fp16 (CUDA only)")] = "fp32",
-    fmt: Annotated[str, typer.Option(
-        "--format", help="png | jpeg | webp | auto (keep the input's png, jpeg or webp; others png)")] = "png",
+    dtype: Annotated[
+        str, typer.Option(help="fp32 | bf16 (GPU, or CPU with AVX-512 BF16/AMX) | fp16 (CUDA only)")
+    ] = "fp32",
+    fmt: Annotated[
+        str, typer.Option("--format", help="png | jpeg | webp | auto (keep the input's png, jpeg or webp; others png)")
+    ] = "png",
     quality: Annotated[int | None, typer.Option(min=1, max=100, help="JPEG/WebP quality [default: 95]")] = None,
-    outscale: Annotated[float | None, typer.Option(
-        help="final scale: one bicubic resize of the x4 result to round(F * input size) (default: x4 as is)")] = None,
+    outscale: Annotated[
+        float | None,
+        typer.Option(
+            help="final scale: one bicubic resize of the x4 result to round(F * input size) (default: x4 as is)"
+        ),
+    ] = None,
     suffix: Annotated[str, typer.Option(help="appended to each output's name stem, e.g. _x4")] = "",
-    skip_existing: Annotated[bool, typer.Option(
-        "--skip-existing", help="leave outputs that already exist alone (counted)")] = False,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="leave outputs that already exist alone (counted)")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print errors only")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch [default: torch's]")] = None,
 ) -> None:
     """Remove JPEG artifacts and upscale each image (x4 for the default model)."""
-    opts = Options(tile, overlap, self_ensemble, device, dtype, fmt, quality, outscale, suffix, skip_existing, quiet,
-                   threads)
+    opts = Options(
+        tile, overlap, self_ensemble, device, dtype, fmt, quality, outscale, suffix, skip_existing, quiet, threads
+    )
     try:
         code = _run(inputs, outdir, weights, model, opts)
     except UsageError as exc:
@@ -330,7 +355,8 @@ def _run(inputs, outdir, weights, model_uri, opts: Options) -> int:
     import torch
     from tqdm import tqdm
 
-    from cajnn.inference import enhance as run, resolve_device, resolve_dtype
+    from cajnn.inference import enhance as run
+    from cajnn.inference import resolve_device, resolve_dtype
 
     ext = _check(opts)
     try:
@@ -344,8 +370,10 @@ def _run(inputs, outdir, weights, model_uri, opts: Options) -> int:
             tqdm.write(line, file=sys.stderr)
 
     if amp is not None and dev.type == "cpu" and not _cpu_has_amx():
-        say("note: this CPU has AVX-512 BF16 but no AMX; bf16 ran about 1.8x slower than fp32 on "
-            "such a CPU in benchmarks/bench_model.py")
+        say(
+            "note: this CPU has AVX-512 BF16 but no AMX; bf16 ran about 1.8x slower than fp32 on "
+            "such a CPU in benchmarks/bench_model.py"
+        )
     if opts.threads:
         torch.set_num_threads(opts.threads)
 
@@ -374,6 +402,7 @@ def _run(inputs, outdir, weights, model_uri, opts: Options) -> int:
     quality = opts.quality or DEFAULT_QUALITY
     bar = tqdm(jobs, desc="enhance", unit="img", file=sys.stderr, dynamic_ncols=True, disable=opts.quiet)
     for job in bar:
+
         def report(reason: str, job=job) -> None:
             failed.append((job.source, reason))
             tqdm.write(f"failed {job.source}: {reason}", file=sys.stderr)
@@ -402,8 +431,16 @@ def _run(inputs, outdir, weights, model_uri, opts: Options) -> int:
 
         try:
             lr = kept.network_input()
-            sr = run(lr, net, tile=opts.tile, overlap=opts.overlap, self_ensemble=opts.self_ensemble,
-                     device=dev, dtype=opts.dtype, on_tile=on_tile)
+            sr = run(
+                lr,
+                net,
+                tile=opts.tile,
+                overlap=opts.overlap,
+                self_ensemble=opts.self_ensemble,
+                device=dev,
+                dtype=opts.dtype,
+                on_tile=on_tile,
+            )
             size = None if opts.outscale is None else output_size(*lr.shape[:2], opts.outscale)
             out = finish(kept, sr, size)
             del sr

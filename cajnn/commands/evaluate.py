@@ -18,8 +18,10 @@ def evaluate(
     out: Annotated[Path, typer.Option("-o", "--out", help="folder for table.md, metrics.json, CSVs")] = Path(
         "reports/evaluate-cli"
     ),
-    set_: Annotated[list[str] | None, typer.Option("--set", help="NAME=FOLDER of HR images (repeatable); "
-                                                   "default: evaluate.sets of params.yaml")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="NAME=FOLDER of HR images (repeatable); default: evaluate.sets of params.yaml"),
+    ] = None,
     qualities: Annotated[str, typer.Option(help="comma-separated JPEG quality factors")] = "",
     self_ensemble: Annotated[bool | None, typer.Option(help="also score the 8-way self-ensemble")] = None,
     params: Annotated[Path, typer.Option(help="params.yaml to take the defaults from")] = Path("params.yaml"),

@@ -7,7 +7,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,7 +24,7 @@ def _fail(message: str) -> None:
 def fit(
     folder: Annotated[Path, typer.Argument(help="folder of JPEGs as the platform served them (read recursively)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="YAML file to write: profiles: {NAME: ...} and fit:")],
-    name: Annotated[Optional[str], typer.Option(help="profile name (default: the folder's name)")] = None,
+    name: Annotated[str | None, typer.Option(help="profile name (default: the folder's name)")] = None,
     scale: Annotated[int, typer.Option(help="SR factor the profile is for (not readable from served files)")] = 4,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -49,22 +49,35 @@ def fit(
         _fail(str(exc))
     mapping = result.as_yaml_mapping(name)
     mapping["fit"] = {"name": name, "folder": str(folder), **mapping["fit"]}
-    write_text_atomic(out, "# cajnn profile fit: the profile drops into degrade.profiles (params.yaml / conf) or a\n"
-                           "# retrain source's profiles.yaml; `fit` is the evidence it was read from.\n"
-                      + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True))
+    write_text_atomic(
+        out,
+        "# cajnn profile fit: the profile drops into degrade.profiles (params.yaml / conf) or a\n"
+        "# retrain source's profiles.yaml; `fit` is the evidence it was read from.\n"
+        + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True),
+    )
     p, ev = result.profile, result.evidence
     qfs = ", ".join(f"{q} ({w:.0%})" for q, w in zip(p.qf_values, p.qf_weights))
     print(f"{name}: {ev['files']} JPEGs read, {ev['skipped']} skipped -> {out}")
-    print(f"  quality factors: {qfs}" + (f"; {ev['quality']['non_ijg_tables']} files with non-IJG tables "
-                                         "(nearest IJG quality used)" if ev['quality']['non_ijg_tables'] else ""))
+    print(
+        f"  quality factors: {qfs}"
+        + (
+            f"; {ev['quality']['non_ijg_tables']} files with non-IJG tables (nearest IJG quality used)"
+            if ev["quality"]["non_ijg_tables"]
+            else ""
+        )
+    )
     sub = ", ".join(f"{k} x{v}" for k, v in ev["subsampling"].items())
     print(f"  chroma subsampling: {p.subsampling} ({sub})")
     ls = ev["longest_side"]
-    print(f"  size cap: {f'{p.max_side} px longest side' if p.max_side else 'none read'} "
-          f"({ls['files_at_largest']} of {ev['files']} files at the largest longest side, {ls['largest']} px)")
+    print(
+        f"  size cap: {f'{p.max_side} px longest side' if p.max_side else 'none read'} "
+        f"({ls['files_at_largest']} of {ev['files']} files at the largest longest side, {ls['largest']} px)"
+    )
     d = ev["double_compression"]
-    print(f"  second compression on the same grid: {d['double']} of {d['single'] + d['double']} readable files "
-          f"({d['unknown']} unreadable) -> compressions: {p.compressions}")
+    print(
+        f"  second compression on the same grid: {d['double']} of {d['single'] + d['double']} readable files "
+        f"({d['unknown']} unreadable) -> compressions: {p.compressions}"
+    )
     for s in skipped:
         print(f"  skipped {s['file']}: {s['reason']}", file=sys.stderr)
 
@@ -91,14 +104,27 @@ def show(
         print(json.dumps({"file": str(file), **asdict(facts)}, indent=2))
         return
     q = facts.quality
-    print(f"{file}: {facts.width}x{facts.height}, {facts.components} component(s), subsampling {facts.subsampling}"
-          f"{', progressive' if facts.progressive else ''}")
-    print(f"  quality factor: {q.quality}" + (" (IJG tables, exact)" if q.ijg else
-                                             f" (nearest IJG; tables are not IJG scalings, residual {q.residual:.1%})"))
+    print(
+        f"{file}: {facts.width}x{facts.height}, {facts.components} component(s), subsampling {facts.subsampling}"
+        f"{', progressive' if facts.progressive else ''}"
+    )
+    print(
+        f"  quality factor: {q.quality}"
+        + (
+            " (IJG tables, exact)"
+            if q.ijg
+            else f" (nearest IJG; tables are not IJG scalings, residual {q.residual:.1%})"
+        )
+    )
     d = facts.double
-    print(f"  second compression on the same grid: {d.verdict}"
-          + (f" ({d.reason})" if d.reason else f" (peaks at {d.peak_frequencies} of {d.usable_frequencies} "
-                                                "low frequencies)"))
+    print(
+        f"  second compression on the same grid: {d.verdict}"
+        + (
+            f" ({d.reason})"
+            if d.reason
+            else f" (peaks at {d.peak_frequencies} of {d.usable_frequencies} low frequencies)"
+        )
+    )
     if tables:
         for label, t in (("luma", facts.luma_table), ("chroma", facts.chroma_table)):
             if t:

@@ -22,22 +22,37 @@ import typer
 
 
 def retrain(
-    params: Annotated[Path, typer.Option(help="parameters file (its folder is the project root)")] = Path("params.yaml"),
-    source: Annotated[str | None, typer.Option(
-        envvar="CAJNN_RETRAIN_SOURCE", help="s3://bucket/prefix/ or a folder [default: register.retrain.source]")] = None,
-    endpoint_url: Annotated[str | None, typer.Option(
-        envvar="CAJNN_RETRAIN_ENDPOINT_URL", help="S3-compatible endpoint [default: register.retrain.endpoint_url, "
-        "else AWS_ENDPOINT_URL]")] = None,
-    wait: Annotated[float, typer.Option(min=0, help="seconds to wait for a running retrain to finish (0 = exit at once)")] = 0.0,
+    params: Annotated[Path, typer.Option(help="parameters file (its folder is the project root)")] = Path(
+        "params.yaml"
+    ),
+    source: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CAJNN_RETRAIN_SOURCE", help="s3://bucket/prefix/ or a folder [default: register.retrain.source]"
+        ),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CAJNN_RETRAIN_ENDPOINT_URL",
+            help="S3-compatible endpoint [default: register.retrain.endpoint_url, else AWS_ENDPOINT_URL]",
+        ),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(min=0, help="seconds to wait for a running retrain to finish (0 = exit at once)")
+    ] = 0.0,
     force: Annotated[bool, typer.Option(help="run the fine-tuning even if nothing is new")] = False,
     check_only: Annotated[bool, typer.Option(help="only check the source for new data; train nothing")] = False,
 ) -> None:
     """Check the web-data source; if there is new data, fine-tune the champion, evaluate, register."""
     from cajnn.config import ConfigError
-    from cajnn.retrain import EXIT_BUSY, Options, RetrainBusy, RetrainError, retrain as run
+    from cajnn.retrain import EXIT_BUSY, Options, RetrainBusy, RetrainError
+    from cajnn.retrain import retrain as run
 
     try:
-        entry = run(params, Options(source=source, endpoint_url=endpoint_url, wait=wait, force=force, check_only=check_only))
+        entry = run(
+            params, Options(source=source, endpoint_url=endpoint_url, wait=wait, force=force, check_only=check_only)
+        )
     except RetrainBusy as exc:
         typer.echo(f"[retrain] {exc}", err=True)
         raise typer.Exit(EXIT_BUSY) from None

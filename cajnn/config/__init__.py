@@ -21,9 +21,26 @@ from cajnn.config.services import RayConfig, TrackingConfig
 from cajnn.config.train import ModelConfig, TrainConfig
 
 __all__ = [
-    "BaselineModel", "BaselinesConfig", "ConfigError", "DegradeConfig", "DownstreamConfig", "EvaluateConfig", "FetchConfig", "ModelConfig", "Params",
-    "ProfileConfig", "RayConfig", "RegisterConfig", "TrackingConfig", "TrainConfig",
-    "deep_merge", "flatten", "from_dict", "load_params", "read_yaml", "to_dict",
+    "BaselineModel",
+    "BaselinesConfig",
+    "ConfigError",
+    "DegradeConfig",
+    "DownstreamConfig",
+    "EvaluateConfig",
+    "FetchConfig",
+    "ModelConfig",
+    "Params",
+    "ProfileConfig",
+    "RayConfig",
+    "RegisterConfig",
+    "TrackingConfig",
+    "TrainConfig",
+    "deep_merge",
+    "flatten",
+    "from_dict",
+    "load_params",
+    "read_yaml",
+    "to_dict",
 ]
 
 

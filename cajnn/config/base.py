@@ -88,13 +88,9 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
-            f"{where or cls.__name__}: unknown key(s) {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(known))}"
+            f"{where or cls.__name__}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
-    kwargs = {
-        name: _coerce(value, hints[name], f"{where}.{name}" if where else name)
-        for name, value in data.items()
-    }
+    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}" if where else name) for name, value in data.items()}
     return cls(**kwargs)
 
 

@@ -28,15 +28,18 @@ class BaselinesConfig:
 
     enabled: bool = False
     out: str = "models/baselines"
-    models: dict[str, BaselineModel] = field(default_factory=lambda: {
-        "arcnn": BaselineModel("arcnn", "car"),
-        "dncnn": BaselineModel("dncnn-small", "car"),
-        "rrdbnet": BaselineModel("rrdbnet-small", "sr"),
-    })
+    models: dict[str, BaselineModel] = field(
+        default_factory=lambda: {
+            "arcnn": BaselineModel("arcnn", "car"),
+            "dncnn": BaselineModel("dncnn-small", "car"),
+            "rrdbnet": BaselineModel("rrdbnet-small", "sr"),
+        }
+    )
     # Table I rows: chains (name -> [car model, sr model]) and the SR-only row (the SR model on
     # the JPEG input, no artifact removal); names are those of `models`.
-    chains: dict[str, list[str]] = field(default_factory=lambda: {"arcnn_rrdbnet": ["arcnn", "rrdbnet"],
-                                                                  "dncnn_rrdbnet": ["dncnn", "rrdbnet"]})
+    chains: dict[str, list[str]] = field(
+        default_factory=lambda: {"arcnn_rrdbnet": ["arcnn", "rrdbnet"], "dncnn_rrdbnet": ["dncnn", "rrdbnet"]}
+    )
     sr_only: str = "rrdbnet"
     # iterations of each baseline; 0 = train.iterations (the same budget per network as CAJNN)
     iterations: int = 0

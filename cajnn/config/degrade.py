@@ -92,7 +92,9 @@ class ProfileConfig:
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ConfigError(f"profile {name} {value!r}: must be an integer")
             if not 1 <= self.qf_min <= self.qf_max <= 100:
-                raise ConfigError(f"profile QF range [{self.qf_min}, {self.qf_max}] must lie in 1..100 (qf_min <= qf_max)")
+                raise ConfigError(
+                    f"profile QF range [{self.qf_min}, {self.qf_max}] must lie in 1..100 (qf_min <= qf_max)"
+                )
             return
         if self.qf_min is not None or self.qf_max is not None:
             raise ConfigError("profile gives both qf_values and qf_min/qf_max: use one form of QF distribution")
@@ -158,6 +160,5 @@ class DegradeConfig:
             return self.profiles[self.profile]
         except KeyError:
             raise ConfigError(
-                f"degrade.profile {self.profile!r} is not in degrade.profiles "
-                f"({', '.join(sorted(self.profiles))})"
+                f"degrade.profile {self.profile!r} is not in degrade.profiles ({', '.join(sorted(self.profiles))})"
             ) from None

@@ -19,14 +19,16 @@ class DownstreamConfig:
     # text: words from a word list, drawn with system fonts on crops of the sample photos
     words: int = 500
     word_list: str = "/usr/share/dict/american-english"  # Debian's wamerican
-    fonts: list[str] = field(default_factory=lambda: [
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-        "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
-        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-        "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
-        "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf",
-    ])
+    fonts: list[str] = field(
+        default_factory=lambda: [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+            "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationMono-Regular.ttf",
+        ]
+    )
     font_px: list[int] = field(default_factory=lambda: [28, 40])  # HR font size range (LR = / scale)
     word_margin: float = 0.3  # background around the word's box, in font sizes (ICDAR crops are tight)
     # faces: lfw face crops placed on crops of the sample photos at known boxes
@@ -35,8 +37,9 @@ class DownstreamConfig:
     scene_hr: int = 384  # HR scene side
     face_px: list[int] = field(default_factory=lambda: [32, 128])  # HR face side range
     # face size bins by HR side (WIDER FACE's easy/medium/hard by difficulty; here by size)
-    face_bins: dict[str, list[int]] = field(default_factory=lambda: {
-        "easy": [88, 129], "medium": [56, 88], "hard": [32, 56]})
+    face_bins: dict[str, list[int]] = field(
+        default_factory=lambda: {"easy": [88, 129], "medium": [56, 88], "hard": [32, 56]}
+    )
     seed: int = 0
     out: str = "reports"
 

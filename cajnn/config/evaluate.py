@@ -29,4 +29,3 @@ class EvaluateConfig:
         bad = [q for q in [*self.qualities, *self.sweep_qualities] if not 1 <= q <= 100]
         if bad:
             raise ConfigError(f"evaluate: quality factors {bad} are outside 1..100")
-

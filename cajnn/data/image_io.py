@@ -65,8 +65,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_image(path: str | os.PathLike, use: Callable[[Image.Image], _T], max_pixels: int = MAX_PIXELS,
-               data: bytes | None = None) -> _T:
+def open_image(
+    path: str | os.PathLike, use: Callable[[Image.Image], _T], max_pixels: int = MAX_PIXELS, data: bytes | None = None
+) -> _T:
     """Decode `path` (first frame) and return ``use(image)``; any failure, in the decoder or in
     `use`, becomes :class:`ImageLoadError` with a reason (the checks of :func:`load_rgb`).
     With `data`, those are the file's bytes (read elsewhere, e.g. on another node) and `path`
@@ -87,9 +88,7 @@ def open_image(path: str | os.PathLike, use: Callable[[Image.Image], _T], max_pi
             with Image.open(path if data is None else io.BytesIO(data)) as img:
                 w, h = img.size
                 if w * h > max_pixels:
-                    raise ImageLoadError(
-                        path, f"{w}x{h} is over the {max_pixels:,}-pixel limit (decompression bomb?)"
-                    )
+                    raise ImageLoadError(path, f"{w}x{h} is over the {max_pixels:,}-pixel limit (decompression bomb?)")
                 img.load()
                 return use(img)
     except ImageLoadError:

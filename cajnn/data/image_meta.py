@@ -55,8 +55,13 @@ KEEP_FORMAT_SUFFIXES = {".png": ".png", ".jpg": ".jpg", ".jpeg": ".jpeg", ".webp
 ORIENTATION = 0x0112
 # Pillow's EXIF orientation -> the same transform on an (H, W, ...) array (for the OpenCV read).
 _ORIENT = {
-    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
-    6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1),
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
 }
 
 Note = tuple[str, str]  # (kind, text): callers say each kind once per run
@@ -91,6 +96,7 @@ def to_8bit(arr: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- reading
 
+
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS, data: bytes | None = None) -> KeptImage:
     """Decode `path` (first frame), upright, into a :class:`KeptImage`; raises ``ImageLoadError``.
     With `data`, those are the file's bytes (a served request) and `path` only names it."""
@@ -121,8 +127,12 @@ def _keep(img: Image.Image, path: Path, data: bytes | None = None) -> KeptImage:
         if ctype == 4:  # gray + alpha: Pillow gives RGBA with R = G = B
             colour = colour[:, :, :1]
         deep_colour, deep_alpha = deep if deep is not None else (None, None)
-        if deep_colour is not None and _agrees(deep_colour, colour) and (alpha is None) == (deep_alpha is None) \
-                and (alpha is None or _agrees(deep_alpha, alpha)):
+        if (
+            deep_colour is not None
+            and _agrees(deep_colour, colour)
+            and (alpha is None) == (deep_alpha is None)
+            and (alpha is None or _agrees(deep_alpha, alpha))
+        ):
             colour, alpha = deep_colour, deep_alpha
         else:
             notes.append(("depth-read", "16-bit colour could not be read at full depth: enhanced at 8 bits"))
@@ -246,6 +256,7 @@ def _space(icc_or_space: bytes) -> str:
 
 # --------------------------------------------------------------------------- output
 
+
 def output_size(height: int, width: int, outscale: float) -> tuple[int, int]:
     """``round(outscale * size)`` per axis (halves up), at least 1 pixel."""
     return tuple(max(1, math.floor(outscale * n + 0.5)) for n in (height, width))  # type: ignore[return-value]
@@ -285,8 +296,14 @@ def _resize(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(np.rint(out), 0, 65535).astype(np.uint16)
 
 
-def write_image(arr: np.ndarray, path: str | Path, *, icc: bytes | None = None, exif: bytes | None = None,
-                quality: int | None = None) -> list[Note]:
+def write_image(
+    arr: np.ndarray,
+    path: str | Path,
+    *,
+    icc: bytes | None = None,
+    exif: bytes | None = None,
+    quality: int | None = None,
+) -> list[Note]:
     """Write an (H, W, C) array from :func:`finish` atomically in the format of `path`'s suffix
     (PNG, JPEG or WebP), with `icc` and `exif`; returns what the format could not keep."""
     path = Path(path)
@@ -299,8 +316,13 @@ def write_image(arr: np.ndarray, path: str | Path, *, icc: bytes | None = None, 
         notes.append((f"depth-{fmt}", f"{fmt} has no 16-bit samples: written at 8 bits (PNG keeps 16)"))
     if fmt == "JPEG" and arr.shape[2] in (2, 4):
         arr = _on_white(arr)
-        notes.append(("alpha-jpeg", "JPEG has no alpha channel: transparent parts composited on white "
-                                    "(use --format png or webp to keep them)"))
+        notes.append(
+            (
+                "alpha-jpeg",
+                "JPEG has no alpha channel: transparent parts composited on white "
+                "(use --format png or webp to keep them)",
+            )
+        )
     if fmt == "WEBP" and arr.shape[2] in (1, 2):  # WebP has no grayscale: RGB(A) is what it would store
         arr = np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
     if icc is not None:

@@ -64,8 +64,7 @@ def reconcile(original_hw: tuple[int, int], copy_hw: tuple[int, int], scale: int
     scale, or None when it can (same shape up to rounding, and at least `scale` x larger)."""
     (H, W), (h, w) = original_hw, copy_hw
     if H < scale * (h - SIZE_SLACK) or W < scale * (w - SIZE_SLACK):  # a pixel of the copy's rounding is fine
-        return (f"original {W}x{H} is smaller than {scale} x the copy's {w}x{h}: the target would have to be "
-                "upscaled")
+        return f"original {W}x{H} is smaller than {scale} x the copy's {w}x{h}: the target would have to be upscaled"
     # some ratio r must give both sides of the copy, up to rounding
     lo = max((w - SIZE_SLACK) / W, (h - SIZE_SLACK) / H)
     hi = min((w + SIZE_SLACK) / W, (h + SIZE_SLACK) / H)
@@ -107,7 +106,9 @@ def pair_to_shard(relpath: str, original: bytes, copy: bytes, cfg: DegradeConfig
         lr = load_rgb("copy", data=copy)
         hr = load_rgb("original", data=original)
     except NotAJpegError as exc:
-        return ShardResult(relpath, None, 0, 0, [], skipped=f"the copy is not a usable JPEG: {exc}", kind=REAL_PAIR), None
+        return ShardResult(
+            relpath, None, 0, 0, [], skipped=f"the copy is not a usable JPEG: {exc}", kind=REAL_PAIR
+        ), None
     except ImageLoadError as exc:
         return ShardResult(relpath, None, 0, 0, [], skipped=exc.reason, kind=REAL_PAIR), None
     hr_pixels = int(hr.shape[0] * hr.shape[1])
@@ -117,8 +118,10 @@ def pair_to_shard(relpath: str, original: bytes, copy: bytes, cfg: DegradeConfig
         hr = matlab_imresize(hr, output_shape=(scale * h, scale * w))
         dy, dx, psnr = align(hr, lr, scale)
         if psnr < MIN_MATCH_PSNR:
-            skip = (f"the copy does not match its original (best PSNR-Y {psnr:.1f} dB within +-{MAX_SHIFT} px, "
-                    f"below {MIN_MATCH_PSNR:g})")
+            skip = (
+                f"the copy does not match its original (best PSNR-Y {psnr:.1f} dB within +-{MAX_SHIFT} px, "
+                f"below {MIN_MATCH_PSNR:g})"
+            )
     if skip:
         return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=skip, kind=REAL_PAIR), None
     # keep the rows/columns where both sides exist after the shift
@@ -131,12 +134,31 @@ def pair_to_shard(relpath: str, original: bytes, copy: bytes, cfg: DegradeConfig
         if is_flat(hr_p, cfg.min_patch_std):
             flat += 1
             continue
-        rows.append(((y, x), (relpath, q, y, x, cfg.patch_size, scale, hr_p.tobytes(), lr_p.tobytes(), REAL_PAIR,
-                              y0 + dy, x0 + dx)))
+        rows.append(
+            (
+                (y, x),
+                (relpath, q, y, x, cfg.patch_size, scale, hr_p.tobytes(), lr_p.tobytes(), REAL_PAIR, y0 + dy, x0 + dx),
+            )
+        )
     if not rows:
-        reason = ("every patch is flat" if flat else
-                  f"the copy ({lr.shape[1]}x{lr.shape[0]}) is smaller than one {cfg.patch_size}px patch")
-        return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=reason, flat=flat, kind=REAL_PAIR), None
+        reason = (
+            "every patch is flat"
+            if flat
+            else f"the copy ({lr.shape[1]}x{lr.shape[0]}) is smaller than one {cfg.patch_size}px patch"
+        )
+        return ShardResult(
+            relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=reason, flat=flat, kind=REAL_PAIR
+        ), None
     n, data = rows_to_shard(rows)
-    return ShardResult(relpath, shard_name(relpath), n, len(data), [q], [REAL_PAIR], hr_pixels, flat=flat,
-                       kind=REAL_PAIR, shift=f"{dy},{dx}"), data
+    return ShardResult(
+        relpath,
+        shard_name(relpath),
+        n,
+        len(data),
+        [q],
+        [REAL_PAIR],
+        hr_pixels,
+        flat=flat,
+        kind=REAL_PAIR,
+        shift=f"{dy},{dx}",
+    ), data

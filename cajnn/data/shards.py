@@ -44,6 +44,7 @@ REAL_PAIR = "pair"
 _PIXEL_COLUMNS = ("hr", "lr")
 _DATA_PAGE_BYTES = 4 << 20
 
+
 def stable_seed(*parts: object) -> int:
     """A 64-bit seed from values, independent of Python's per-process hash salt."""
     digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
@@ -87,8 +88,9 @@ def shard_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def degrade_image(path: str, relpath: str, cfg: DegradeConfig, data: bytes | None = None
-                  ) -> tuple[ShardResult, bytes | None]:
+def degrade_image(
+    path: str, relpath: str, cfg: DegradeConfig, data: bytes | None = None
+) -> tuple[ShardResult, bytes | None]:
     """Load one HR image (from `path`, or its file bytes `data` read on another node), degrade
     it K times per the profile, cut patch pairs: its shard's row and the shard's Parquet bytes
     (None when the image is skipped).
@@ -134,16 +136,26 @@ def degrade_image(path: str, relpath: str, cfg: DegradeConfig, data: bytes | Non
             hp = hr_bytes[at]
             if hp is None:
                 continue
-            rows.append(((*at, k), (relpath, plan[-1].quality, y, x, cfg.patch_size, s, hp, lr_p.tobytes(), label, oy, ox)))
+            rows.append(
+                ((*at, k), (relpath, plan[-1].quality, y, x, cfg.patch_size, s, hp, lr_p.tobytes(), label, oy, ox))
+            )
     flat = sum(v is None for v in hr_bytes.values())
     if not rows:
-        reason = f"every patch is flat (HR luma std < degrade.min_patch_std {cfg.min_patch_std:g})" if flat else too_small
+        reason = (
+            f"every patch is flat (HR luma std < degrade.min_patch_std {cfg.min_patch_std:g})" if flat else too_small
+        )
         return ShardResult(relpath, None, 0, 0, [], hr_pixels=hr_pixels, skipped=reason, flat=flat), None
     del hr_bytes
     n, data = rows_to_shard(rows)
     return ShardResult(
-        relpath, shard_name(relpath), n, len(data), [p[-1].quality for p in plans],
-        [plan_label(p) for p in plans], hr_pixels, flat=flat,
+        relpath,
+        shard_name(relpath),
+        n,
+        len(data),
+        [p[-1].quality for p in plans],
+        [plan_label(p) for p in plans],
+        hr_pixels,
+        flat=flat,
     ), data
 
 
@@ -224,7 +236,6 @@ def load_patch_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """(HR, LR) uint8 arrays of every patch pair of a folder of shards (see :func:`load_patch_set`)."""
     patches = load_patch_set(folder)
     return patches.hr, patches.lr
-
 
 
 def degrade_to_shard(path: str, relpath: str, out_dir: str, cfg: DegradeConfig) -> ShardResult:

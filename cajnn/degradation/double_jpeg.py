@@ -93,5 +93,7 @@ def double_compression(y: np.ndarray, luma_table: np.ndarray | list[int]) -> Dou
         if _peak_z(hist) > PEAK_Z:
             peaks += 1
     if usable < 3:
-        return DoubleEstimate("unknown", peaks, usable, "too few readable frequencies (quality too high or image too flat)")
+        return DoubleEstimate(
+            "unknown", peaks, usable, "too few readable frequencies (quality too high or image too flat)"
+        )
     return DoubleEstimate("double" if peaks >= MIN_PEAK_FREQUENCIES else "single", peaks, usable)

@@ -45,16 +45,16 @@ Known deviations from MATLAB
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from numbers import Real
-from typing import Sequence, Tuple, Union
 
 import numpy as np
 
 __all__ = ["matlab_imresize", "modcrop", "cubic"]
 
-ScaleT = Union[float, Sequence[float]]
+ScaleT = float | Sequence[float]
 
 _KERNEL_WIDTH = 4.0
 # Band sizes (see _axis0_block, _axis1_block); they change speed only, never the result.
@@ -72,9 +72,7 @@ def cubic(x: np.ndarray) -> np.ndarray:
     return inner + outer
 
 
-def _contributions(
-    in_length: int, out_length: int, scale: float, antialiasing: bool
-) -> Tuple[np.ndarray, np.ndarray]:
+def _contributions(in_length: int, out_length: int, scale: float, antialiasing: bool) -> tuple[np.ndarray, np.ndarray]:
     """Weights (out_length x P) and 0-based input indices (out_length x P) for one axis.
 
     Mirrors MATLAB's ``contributions`` sub-function of ``imresize``.
@@ -115,7 +113,7 @@ class _Band:
 
 
 @lru_cache(maxsize=64)
-def _bands(in_length: int, out_length: int, scale: float, antialiasing: bool, block: int) -> Tuple[_Band, ...]:
+def _bands(in_length: int, out_length: int, scale: float, antialiasing: bool, block: int) -> tuple[_Band, ...]:
     """One axis of the resize, cut into dense weight blocks along the matrix's diagonal band.
 
     The resize matrix (out_length x in_length) has at most ``ceil(kernel width) + 2`` non-zeros
@@ -145,7 +143,7 @@ def _bands(in_length: int, out_length: int, scale: float, antialiasing: bool, bl
 @lru_cache(maxsize=64)
 def _interleaved(
     in_length: int, out_length: int, scale: float, antialiasing: bool, block: int, channels: int
-) -> Tuple[np.ndarray, ...]:
+) -> tuple[np.ndarray, ...]:
     """Right-hand block matrices for resizing columns of an interleaved (H x W*C) image:
     ``kron(weights.T, I_C)`` maps the C-interleaved input columns of a band to its outputs."""
     out = []
@@ -213,7 +211,7 @@ def _resize_axis1(
     return dst
 
 
-def _parse_output_shape(shape: Sequence[int]) -> Tuple[int, int]:
+def _parse_output_shape(shape: Sequence[int]) -> tuple[int, int]:
     try:
         vals = list(shape)
     except TypeError:
@@ -223,7 +221,7 @@ def _parse_output_shape(shape: Sequence[int]) -> Tuple[int, int]:
     return int(vals[0]), int(vals[1])
 
 
-def _parse_scale(scale: ScaleT) -> Tuple[float, float]:
+def _parse_scale(scale: ScaleT) -> tuple[float, float]:
     if isinstance(scale, Real) and not isinstance(scale, bool):
         pair = (float(scale), float(scale))
     else:
@@ -245,7 +243,7 @@ def matlab_imresize(
     scale: ScaleT | None = None,
     antialiasing: bool = True,
     *,
-    output_shape: Tuple[int, int] | None = None,
+    output_shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Resize like MATLAB ``imresize(img, scale, 'bicubic')`` (docs/design.md data/test protocol, paper IV-A).
 

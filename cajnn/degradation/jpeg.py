@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from numbers import Integral
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +28,7 @@ _INSTALL_HINT = (
     "`pip install 'PyTurboJPEG>=1.8,<2'`."
 )
 
-_handle: Optional[Any] = None
+_handle: Any | None = None
 _handle_lock = threading.Lock()
 
 

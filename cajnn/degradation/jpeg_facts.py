@@ -82,7 +82,13 @@ def read_jpeg_facts(data: bytes) -> JpegFacts:
     chroma = [int(v) for v in tables[1]] if len(layers) == 3 and 1 in tables else None
     y = plane[..., 0] if plane.ndim == 3 else plane
     return JpegFacts(
-        width=im.size[0], height=im.size[1], components=len(layers), subsampling=_subsampling(layers),
-        progressive=progressive, quality=estimate_quality(luma, chroma), double=double_compression(y, luma),
-        luma_table=luma, chroma_table=chroma,
+        width=im.size[0],
+        height=im.size[1],
+        components=len(layers),
+        subsampling=_subsampling(layers),
+        progressive=progressive,
+        quality=estimate_quality(luma, chroma),
+        double=double_compression(y, luma),
+        luma_table=luma,
+        chroma_table=chroma,
     )

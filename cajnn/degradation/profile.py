@@ -27,8 +27,20 @@ from cajnn.degradation.imresize import matlab_imresize, modcrop
 from cajnn.degradation.jpeg import jpeg_decode, jpeg_encode
 
 __all__ = [
-    "Degraded", "JpegPass", "Prepared", "apply_plan", "cap_shape", "degrade", "degrade_image",
-    "draw_plans", "draw_qualities", "fixed_plan", "plan_label", "prepare", "resize_to", "shrink",
+    "Degraded",
+    "JpegPass",
+    "Prepared",
+    "apply_plan",
+    "cap_shape",
+    "degrade",
+    "degrade_image",
+    "draw_plans",
+    "draw_qualities",
+    "fixed_plan",
+    "plan_label",
+    "prepare",
+    "resize_to",
+    "shrink",
 ]
 
 
@@ -151,9 +163,7 @@ def draw_qualities(profile: ProfileConfig, k: int, rng: np.random.Generator) -> 
     return _draw_qfs(profile, k, rng)
 
 
-def draw_plans(
-    profile: ProfileConfig, k: int, rng: np.random.Generator, quality: int | None = None
-) -> list[Plan]:
+def draw_plans(profile: ProfileConfig, k: int, rng: np.random.Generator, quality: int | None = None) -> list[Plan]:
     """`k` random degradations of one image, in a fixed order of draws from ``rng``.
 
     First the K first-pass QFs (so that for the `paper` profile this is exactly K uniform

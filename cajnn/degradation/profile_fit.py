@@ -11,8 +11,8 @@ files show a second compression on the same grid, `compressions: 2`. The result 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 from cajnn.config.base import from_dict, to_dict
 from cajnn.config.degrade import PROFILE_SUBSAMPLINGS, ProfileConfig
@@ -62,11 +62,19 @@ def fit_profile(files: list[tuple[str, JpegFacts]], skipped: list[dict], scale: 
     readable = verdicts["single"] + verdicts["double"]
     twice = readable > 0 and verdicts["double"] / readable > DOUBLE_MAJORITY
 
-    profile = from_dict(ProfileConfig, {
-        "scale": scale, "qf_values": values, "qf_weights": weights, "subsampling": subsampling,
-        "max_side": top if capped else None, "cap": "after" if capped else "before",
-        "compressions": 2 if twice else 1, "recompress_quality": "draw" if twice else "same",
-    })
+    profile = from_dict(
+        ProfileConfig,
+        {
+            "scale": scale,
+            "qf_values": values,
+            "qf_weights": weights,
+            "subsampling": subsampling,
+            "max_side": top if capped else None,
+            "cap": "after" if capped else "before",
+            "compressions": 2 if twice else 1,
+            "recompress_quality": "draw" if twice else "same",
+        },
+    )
     evidence = {
         "files": n,
         "skipped": len(skipped),
@@ -75,28 +83,32 @@ def fit_profile(files: list[tuple[str, JpegFacts]], skipped: list[dict], scale: 
             "histogram": {int(q): qf[q] for q in values},
             "ijg_tables": n - len(non_ijg),
             "non_ijg_tables": len(non_ijg),
-            "non_ijg_files": [{"file": name, "nearest_ijg_quality": f.quality.quality,
-                               "residual": round(f.quality.residual, 4)} for name, f in non_ijg[:NON_IJG_LISTED]],
+            "non_ijg_files": [
+                {"file": name, "nearest_ijg_quality": f.quality.quality, "residual": round(f.quality.residual, 4)}
+                for name, f in non_ijg[:NON_IJG_LISTED]
+            ],
             "how": "IJG scaling of the JPEG standard's tables inverted exactly; other tables: the nearest IJG "
-                   "quality (mean absolute log ratio of the entries) with the mean relative residual",
+            "quality (mean absolute log ratio of the entries) with the mean relative residual",
         },
         "subsampling": {k: sub[k] for k in sorted(sub)},
         **({} if colour else {"subsampling_note": "no colour file among them: subsampling 420 assumed"}),
         "longest_side": {
-            "largest": top, "files_at_largest": longest[top], "share_at_largest": round(longest[top] / n, 4),
+            "largest": top,
+            "files_at_largest": longest[top],
+            "share_at_largest": round(longest[top] / n, 4),
             "most_common": {int(s): c for s, c in longest.most_common(5)},
             "read_as_cap": capped,
             "rule": f"a cap when >= {CAP_MIN_FILES} files and >= {CAP_MIN_SHARE:.0%} of them share the largest "
-                    "longest side, with more than one shorter side among them",
+            "longest side, with more than one shorter side among them",
         },
         "double_compression": {
             **{k: verdicts[k] for k in ("single", "double", "unknown")},
             "read_as_recompressed": twice,
             "how": "peaks in the histograms of low-frequency luma DCT coefficients on the file's own 8x8 grid "
-                   "(cajnn.degradation.double_jpeg); sees a first compression coarser than the last, not a finer one",
+            "(cajnn.degradation.double_jpeg); sees a first compression coarser than the last, not a finer one",
         },
         "not_read": "the resize kernel and the scale cannot be read from served files alone: "
-                    f"resize {ProfileConfig().resize} and scale {scale} are assumed; pairs (originals + copies) show them",
+        f"resize {ProfileConfig().resize} and scale {scale} are assumed; pairs (originals + copies) show them",
     }
     return FitResult(profile, evidence)
 

@@ -12,28 +12,118 @@ quality whose tables are nearest.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
 # ITU-T T.81 Annex K.1, natural (row-major) order.
-STANDARD_LUMA = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61,
-    12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77,
-    24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101,
-    72, 92, 95, 98, 112, 100, 103, 99,
-], dtype=np.int64)
-STANDARD_CHROMA = np.array([
-    17, 18, 24, 47, 99, 99, 99, 99,
-    18, 21, 26, 66, 99, 99, 99, 99,
-    24, 26, 56, 99, 99, 99, 99, 99,
-    47, 66, 99, 99, 99, 99, 99, 99,
-    *([99] * 32),
-], dtype=np.int64)
+STANDARD_LUMA = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ],
+    dtype=np.int64,
+)
+STANDARD_CHROMA = np.array(
+    [
+        17,
+        18,
+        24,
+        47,
+        99,
+        99,
+        99,
+        99,
+        18,
+        21,
+        26,
+        66,
+        99,
+        99,
+        99,
+        99,
+        24,
+        26,
+        56,
+        99,
+        99,
+        99,
+        99,
+        99,
+        47,
+        66,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        *([99] * 32),
+    ],
+    dtype=np.int64,
+)
 
 
 def ijg_scale(quality: int) -> int:
@@ -42,7 +132,7 @@ def ijg_scale(quality: int) -> int:
     return 5000 // q if q < 50 else 200 - 2 * q
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ijg_tables(quality: int) -> tuple[np.ndarray, np.ndarray]:
     scale = ijg_scale(quality)
     return tuple(np.clip((base * scale + 50) // 100, 1, 255) for base in (STANDARD_LUMA, STANDARD_CHROMA))
@@ -81,8 +171,10 @@ def estimate_quality(luma: np.ndarray | list[int], chroma: np.ndarray | list[int
         if all(np.array_equal(t, _ijg_tables(q)[i]) for i, t in enumerate(tables)):
             return QualityEstimate(q, True, 0.0)
     logs = [np.log(t) for t in tables]
-    distance = {q: float(np.mean([np.abs(lt - np.log(_ijg_tables(q)[i])).mean() for i, lt in enumerate(logs)]))
-                for q in range(1, 101)}
+    distance = {
+        q: float(np.mean([np.abs(lt - np.log(_ijg_tables(q)[i])).mean() for i, lt in enumerate(logs)]))
+        for q in range(1, 101)
+    }
     best = min(distance, key=distance.get)
     ref = _ijg_tables(best)
     residual = float(np.mean([np.abs(t - ref[i]).sum() / ref[i].sum() for i, t in enumerate(tables)]))

@@ -44,12 +44,15 @@ def build_face_scenes(cfg: DownstreamConfig) -> list[Scene]:
                 break
             side = int(rng.integers(cfg.face_px[0], cfg.face_px[1] + 1))
             x, y = int(rng.integers(0, s - side + 1)), int(rng.integers(0, s - side + 1))
-            if any(x < bx + bw + 4 and bx < x + side + 4 and y < by + bh + 4 and by < y + side + 4
-                   for bx, by, bw, bh in boxes):
+            if any(
+                x < bx + bw + 4 and bx < x + side + 4 and y < by + bh + 4 and by < y + side + 4
+                for bx, by, bw, bh in boxes
+            ):
                 continue
-            face = np.asarray(Image.fromarray(faces[int(rng.integers(len(faces)))]).resize(
-                (side, side), Image.Resampling.BICUBIC))
-            canvas[y:y + side, x:x + side] = face[..., None]
+            face = np.asarray(
+                Image.fromarray(faces[int(rng.integers(len(faces)))]).resize((side, side), Image.Resampling.BICUBIC)
+            )
+            canvas[y : y + side, x : x + side] = face[..., None]
             boxes.append((float(x), float(y), float(side), float(side)))
         scenes.append(Scene(canvas, boxes))
     return scenes
@@ -74,9 +77,12 @@ class HaarFaceDetector:
         cv2 = self._cv2
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         rects, _levels, weights = self.cascade.detectMultiScale3(
-            gray, scaleFactor=1.1, minNeighbors=3, minSize=(self.min_side, self.min_side), outputRejectLevels=True)
-        return [((float(x), float(y), float(w), float(h)), float(s))
-                for (x, y, w, h), s in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1))]
+            gray, scaleFactor=1.1, minNeighbors=3, minSize=(self.min_side, self.min_side), outputRejectLevels=True
+        )
+        return [
+            ((float(x), float(y), float(w), float(h)), float(s))
+            for (x, y, w, h), s in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1))
+        ]
 
 
 def iou(a: Box, b: Box) -> float:
@@ -87,8 +93,12 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def average_precision(detections: list[list[tuple[Box, float]]], truths: list[list[Box]],
-                      counted: list[list[bool]] | None = None, threshold: float = 0.5) -> float:
+def average_precision(
+    detections: list[list[tuple[Box, float]]],
+    truths: list[list[Box]],
+    counted: list[list[bool]] | None = None,
+    threshold: float = 0.5,
+) -> float:
     """AP at IoU >= `threshold` over several images (WIDER FACE / PASCAL VOC style).
 
     Detections of all images are ranked by score; each is a true positive when it overlaps a
@@ -102,8 +112,7 @@ def average_precision(detections: list[list[tuple[Box, float]]], truths: list[li
     n_pos = sum(sum(c) for c in counted)
     if n_pos == 0:
         return float("nan")
-    ranked = sorted(((score, i, box) for i, dets in enumerate(detections) for box, score in dets),
-                    key=lambda r: -r[0])
+    ranked = sorted(((score, i, box) for i, dets in enumerate(detections) for box, score in dets), key=lambda r: -r[0])
     matched = [[False] * len(t) for t in truths]
     tp, fp = [], []
     for _score, i, box in ranked:

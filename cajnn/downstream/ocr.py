@@ -54,8 +54,9 @@ class Tesseract:
     def __init__(self, binary: str = "tesseract", lang: str = "eng", psm: int = 7):
         path = shutil.which(binary)
         if path is None:
-            raise RecognizerError(f"{binary} not found (Debian: apt-get install tesseract-ocr tesseract-ocr-eng; "
-                                  "make setup installs it)")
+            raise RecognizerError(
+                f"{binary} not found (Debian: apt-get install tesseract-ocr tesseract-ocr-eng; make setup installs it)"
+            )
         self.binary, self.lang, self.psm = path, lang, psm  # psm 7: the image is one line of text
         self.version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
 
@@ -65,7 +66,7 @@ class Tesseract:
         if not images:
             return []
         n = max(1, min(processes or min(4, len(os.sched_getaffinity(0))), len(images)))
-        chunks = [images[i * len(images) // n:(i + 1) * len(images) // n] for i in range(n)]
+        chunks = [images[i * len(images) // n : (i + 1) * len(images) // n] for i in range(n)]
         with tempfile.TemporaryDirectory(prefix="cajnn-ocr-") as tmp:
             procs = [self._start(chunk, Path(tmp) / f"part{k}") for k, chunk in enumerate(chunks)]
             return [text for proc, chunk in zip(procs, chunks) for text in self._collect(proc, len(chunk))]
@@ -83,8 +84,13 @@ class Tesseract:
         listing.write_text("\n".join(paths) + "\n")
         # One thread per process: tesseract's OpenMP threads only wait on small word images.
         env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-        return subprocess.Popen([self.binary, str(listing), "stdout", "--psm", str(self.psm), "-l", self.lang, "tsv"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        return subprocess.Popen(
+            [self.binary, str(listing), "stdout", "--psm", str(self.psm), "-l", self.lang, "tsv"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     @staticmethod
     def _collect(proc: subprocess.Popen, n: int) -> list[str]:

@@ -55,8 +55,12 @@ def run_downstream(model: nn.Module, cfg: DownstreamConfig, progress=None) -> Do
     words = build_word_images(cfg)
     truth = [w.text for w in words]
     xh = sorted({x_height(f, p) for f in cfg.fonts for p in cfg.font_px})
-    res.meta.update(recognizer=ocr.version, words=len(words), fonts=sorted({w.font for w in words}),
-                    lr_x_height_px=[round(xh[0] / cfg.scale, 1), round(xh[-1] / cfg.scale, 1)])
+    res.meta.update(
+        recognizer=ocr.version,
+        words=len(words),
+        fonts=sorted({w.font for w in words}),
+        lr_x_height_px=[round(xh[0] / cfg.scale, 1), round(xh[-1] / cfg.scale, 1)],
+    )
 
     def read(key: str, images: list[np.ndarray]) -> None:
         got, sec = _time(ocr.read, images)
@@ -70,12 +74,22 @@ def run_downstream(model: nn.Module, cfg: DownstreamConfig, progress=None) -> Do
     scenes = build_face_scenes(cfg) if cfg.scenes else []
     truths = [s.boxes for s in scenes]
     bins = {name: [[lo <= b[2] < hi for b in s.boxes] for s in scenes] for name, (lo, hi) in cfg.face_bins.items()}
-    res.meta.update(detector=detector.name if detector else None, scenes=len(scenes),
-                    faces={name: int(sum(map(sum, c))) for name, c in bins.items()})
+    res.meta.update(
+        detector=detector.name if detector else None,
+        scenes=len(scenes),
+        faces={name: int(sum(map(sum, c))) for name, c in bins.items()},
+    )
 
     def detect(key: str, images: list[np.ndarray], box_scale: float = 1.0) -> None:
-        found, sec = _time(lambda: [[((x * box_scale, y * box_scale, w * box_scale, h * box_scale), s)
-                                     for (x, y, w, h), s in detector.detect(img)] for img in images])
+        found, sec = _time(
+            lambda: [
+                [
+                    ((x * box_scale, y * box_scale, w * box_scale, h * box_scale), s)
+                    for (x, y, w, h), s in detector.detect(img)
+                ]
+                for img in images
+            ]
+        )
         for name, counted in bins.items():
             m[f"{key}/ap_{name}"] = round(average_precision(found, truths, counted), 4)
         m[f"{key}/ap_all"] = round(average_precision(found, truths), 4)
@@ -113,40 +127,66 @@ def run_downstream(model: nn.Module, cfg: DownstreamConfig, progress=None) -> Do
 def markdown_report(res: DownstreamResult, cfg: DownstreamConfig) -> str:
     """Tables II and III in the paper's layout, ours per QF, the paper's numbers beside."""
     m, meta = res.metrics, res.meta
-    lines = ["# High-level vision on restored images (paper IV-C, IV-D)", "",
-             f"Degradation: the test protocol (MATLAB bicubic x1/{cfg.scale}, JPEG 4:2:0 at QF "
-             f"{', '.join(map(str, cfg.qualities))}). The paper's numbers are for other data (ICDAR2013, WIDER FACE), "
-             "other recognizers/detectors and a fully trained CAJNN: compare the direction, not the values.", "",
-             "## Text recognition (Table II)", "",
-             f"{meta['words']} word images drawn offline (wamerican words, fonts {', '.join(meta['fonts'])}, on "
-             f"sample-photo crops); LR x-height {meta['lr_x_height_px'][0]}-{meta['lr_x_height_px'][1]} px. "
-             f"Recognizer: {meta['recognizer']} (LSTM, one line per image). Word accuracy (ICDAR: case-insensitive, "
-             "alphanumerics only), character error rate, recognition time per word.", ""]
-    head = "| Method | " + " | ".join(f"QF {q} acc. / CER" for q in cfg.qualities) + " | ms / word | paper (ICDAR2013) |"
+    lines = [
+        "# High-level vision on restored images (paper IV-C, IV-D)",
+        "",
+        f"Degradation: the test protocol (MATLAB bicubic x1/{cfg.scale}, JPEG 4:2:0 at QF "
+        f"{', '.join(map(str, cfg.qualities))}). The paper's numbers are for other data (ICDAR2013, WIDER FACE), "
+        "other recognizers/detectors and a fully trained CAJNN: compare the direction, not the values.",
+        "",
+        "## Text recognition (Table II)",
+        "",
+        f"{meta['words']} word images drawn offline (wamerican words, fonts {', '.join(meta['fonts'])}, on "
+        f"sample-photo crops); LR x-height {meta['lr_x_height_px'][0]}-{meta['lr_x_height_px'][1]} px. "
+        f"Recognizer: {meta['recognizer']} (LSTM, one line per image). Word accuracy (ICDAR: case-insensitive, "
+        "alphanumerics only), character error rate, recognition time per word.",
+        "",
+    ]
+    head = (
+        "| Method | " + " | ".join(f"QF {q} acc. / CER" for q in cfg.qualities) + " | ms / word | paper (ICDAR2013) |"
+    )
     lines += [head, "|" + "---|" * (3 + len(cfg.qualities))]
     for key, label in TEXT_CONDITIONS.items():
         cells = [f"{m[f'text/qf{q}/{key}/word_acc']:.1f} % / {m[f'text/qf{q}/{key}/cer']:.1f} %" for q in cfg.qualities]
         ms = np.mean([m[f"text/qf{q}/{key}/ms_per_word"] for q in cfg.qualities])
         paper = f"{PAPER_TEXT[key]:.2f} %" if key in PAPER_TEXT else "-"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {ms:.1f} | {paper} |")
-    lines.append(f"| HR (ceiling) | " + " | ".join(f"{m['text/hr/word_acc']:.1f} % / {m['text/hr/cer']:.1f} %"
-                                                   for _ in cfg.qualities) + f" | {m['text/hr/ms_per_word']:.1f} | - |")
+    lines.append(
+        "| HR (ceiling) | "
+        + " | ".join(f"{m['text/hr/word_acc']:.1f} % / {m['text/hr/cer']:.1f} %" for _ in cfg.qualities)
+        + f" | {m['text/hr/ms_per_word']:.1f} | - |"
+    )
     if meta.get("scenes"):
-        lines += ["", "## Tiny faces (Table III)", "",
-                  f"{meta['scenes']} scenes of LFW face crops (scikit-image's `lfw_subset`) on sample-photo crops, "
-                  f"faces by HR side: " + ", ".join(f"{k} {lo}-{hi - 1} px ({meta['faces'][k]})"
-                                                    for k, (lo, hi) in cfg.face_bins.items())
-                  + f". Detector: {meta['detector']} (OpenCV). AP at IoU 0.5; faces outside a bin are ignored.", ""]
+        lines += [
+            "",
+            "## Tiny faces (Table III)",
+            "",
+            f"{meta['scenes']} scenes of LFW face crops (scikit-image's `lfw_subset`) on sample-photo crops, "
+            f"faces by HR side: "
+            + ", ".join(f"{k} {lo}-{hi - 1} px ({meta['faces'][k]})" for k, (lo, hi) in cfg.face_bins.items())
+            + f". Detector: {meta['detector']} (OpenCV). AP at IoU 0.5; faces outside a bin are ignored.",
+            "",
+        ]
         bins = list(cfg.face_bins)
-        lines += ["| Input | QF | " + " | ".join(b.capitalize() for b in bins) + " | paper (Easy / Medium / Hard) |",
-                  "|" + "---|" * (3 + len(bins))]
+        lines += [
+            "| Input | QF | " + " | ".join(b.capitalize() for b in bins) + " | paper (Easy / Medium / Hard) |",
+            "|" + "---|" * (3 + len(bins)),
+        ]
         hr = " | ".join(f"{m[f'faces/hr/ap_{b}']:.3f}" for b in bins)
         lines.append(f"| HR (GT) | - | {hr} | {' / '.join(f'{v:.3f}' for v in PAPER_FACES['hr'])} |")
         for key, label in FACE_CONDITIONS.items():
             for q in cfg.qualities:
                 cells = " | ".join(f"{m[f'faces/qf{q}/{key}/ap_{b}']:.3f}" for b in bins)
-                paper = " / ".join(f"{v:.3f}" for v in PAPER_FACES[key]) if key in PAPER_FACES and q == cfg.qualities[0] else ""
+                paper = (
+                    " / ".join(f"{v:.3f}" for v in PAPER_FACES[key])
+                    if key in PAPER_FACES and q == cfg.qualities[0]
+                    else ""
+                )
                 lines.append(f"| {label} | {q} | {cells} | {paper} |")
-    lines += ["", f"CAJNN: {m['cajnn_ms_per_lr_megapixel']:.0f} ms per LR megapixel; the whole check took "
-              f"{m['downstream_seconds']:.0f} s.", ""]
+    lines += [
+        "",
+        f"CAJNN: {m['cajnn_ms_per_lr_megapixel']:.0f} ms per LR megapixel; the whole check took "
+        f"{m['downstream_seconds']:.0f} s.",
+        "",
+    ]
     return "\n".join(lines)

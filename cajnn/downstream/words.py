@@ -48,8 +48,10 @@ def check_fonts(paths: list[str]) -> list[str]:
     """`paths`, or an error naming the Debian packages when any font file is missing."""
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        raise DownstreamDataError(f"fonts not found: {', '.join(missing)} (Debian: fonts-dejavu-core "
-                                  "fonts-liberation; make setup installs them)")
+        raise DownstreamDataError(
+            f"fonts not found: {', '.join(missing)} (Debian: fonts-dejavu-core "
+            "fonts-liberation; make setup installs them)"
+        )
     return paths
 
 
@@ -65,11 +67,14 @@ def background_source():
         img = photos[int(rng.integers(len(photos)))]
         if img.shape[0] < h or img.shape[1] < w:
             f = max(h / img.shape[0], w / img.shape[1])
-            img = np.asarray(Image.fromarray(img).resize((int(np.ceil(img.shape[1] * f)), int(np.ceil(img.shape[0] * f))),
-                                                         Image.Resampling.BICUBIC))
+            img = np.asarray(
+                Image.fromarray(img).resize(
+                    (int(np.ceil(img.shape[1] * f)), int(np.ceil(img.shape[0] * f))), Image.Resampling.BICUBIC
+                )
+            )
         y = int(rng.integers(img.shape[0] - h + 1))
         x = int(rng.integers(img.shape[1] - w + 1))
-        return np.ascontiguousarray(img[y:y + h, x:x + w, :3])
+        return np.ascontiguousarray(img[y : y + h, x : x + w, :3])
 
     return crop
 
@@ -82,8 +87,9 @@ def x_height(font_path: str, font_px: int) -> int:
     return box[3] - box[1]
 
 
-def render_word(text: str, font_path: str, font_px: int, background: np.ndarray, contrast: float,
-                rng: np.random.Generator) -> np.ndarray:
+def render_word(
+    text: str, font_path: str, font_px: int, background: np.ndarray, contrast: float, rng: np.random.Generator
+) -> np.ndarray:
     """Draw `text` centred on `background`; its luminance differs from the background's mean by
     `contrast` (0..255), darker or lighter whichever fits. The photo is blurred and its contrast
     halved first, as a caption's banner on a web image is: the check is about the glyphs, and

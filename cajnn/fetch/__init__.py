@@ -19,6 +19,12 @@ from cajnn.fetch.errors import (
 )
 
 __all__ = [
-    "BucketNotFoundError", "ChecksumError", "CredentialsError", "DiskFullError", "FetchError",
-    "NetworkError", "NotFoundError", "UnsafeArchiveError",
+    "BucketNotFoundError",
+    "ChecksumError",
+    "CredentialsError",
+    "DiskFullError",
+    "FetchError",
+    "NetworkError",
+    "NotFoundError",
+    "UnsafeArchiveError",
 ]

@@ -93,7 +93,7 @@ class _Router:
             if prefix == "":
                 return self.results[prefix], name
             if name.startswith(prefix + "/"):
-                return self.results[prefix], name[len(prefix) + 1:]
+                return self.results[prefix], name[len(prefix) + 1 :]
         return None
 
     def take(self, name: str, opener: Callable[[], IO[bytes]], label: str) -> None:
@@ -120,7 +120,9 @@ class _Router:
 
 @contextmanager
 def _bar(archive: Path, label: str, total: int | None, progress: bool) -> Iterator[tqdm]:
-    with tqdm(total=total, unit=" files", desc=f"{label}: extracting", disable=None if progress else True, leave=False) as bar:
+    with tqdm(
+        total=total, unit=" files", desc=f"{label}: extracting", disable=None if progress else True, leave=False
+    ) as bar:
         yield bar
 
 
@@ -148,7 +150,9 @@ def _extract_zip(archive: Path, router: _Router, label: str, progress: bool) -> 
 
 
 _TAR_FILTER_ERRORS = (
-    tarfile.AbsolutePathError, tarfile.OutsideDestinationError, tarfile.AbsoluteLinkError,
+    tarfile.AbsolutePathError,
+    tarfile.OutsideDestinationError,
+    tarfile.AbsoluteLinkError,
     tarfile.LinkOutsideDestinationError,
 )
 
@@ -193,7 +197,9 @@ class _Slice(io.RawIOBase):
         return n
 
 
-def _extract_tar(archive: Path, router: _Router, label: str, progress: bool, byte_range: tuple[int, int] | None = None) -> None:
+def _extract_tar(
+    archive: Path, router: _Router, label: str, progress: bool, byte_range: tuple[int, int] | None = None
+) -> None:
     # One streaming pass (multi-GB tars are read once): an unsafe member found late aborts the
     # extraction and the caller discards the staged output. `byte_range`: the tar is that part of the file.
     fake_dest = "/cajnn-extract-check"

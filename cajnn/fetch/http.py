@@ -59,9 +59,15 @@ def make_session(retries: int, backoff: float) -> requests.Session:
     """A requests session whose connections and transient HTTP statuses are retried with
     exponential backoff (urllib3 Retry; Retry-After is honoured)."""
     retry = Retry(
-        total=retries, connect=retries, read=retries, status=retries, other=0,
-        backoff_factor=backoff, status_forcelist=TRANSIENT_STATUS,
-        allowed_methods=frozenset({"GET", "HEAD"}), raise_on_status=False,
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        backoff_factor=backoff,
+        status_forcelist=TRANSIENT_STATUS,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        raise_on_status=False,
     )
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry)
@@ -73,7 +79,11 @@ def make_session(retries: int, backoff: float) -> requests.Session:
 
 def _describe_connection_error(exc: BaseException) -> str:
     text = repr(exc)
-    if "NameResolution" in text or "Name or service not known" in text or "Temporary failure in name resolution" in text:
+    if (
+        "NameResolution" in text
+        or "Name or service not known" in text
+        or "Temporary failure in name resolution" in text
+    ):
         return "DNS lookup failed (no network, or the host name is wrong)"
     if "Connection refused" in text or "ConnectionRefused" in text:
         return "connection refused (server down or wrong port)"
@@ -140,8 +150,17 @@ def download(
         session = session or make_session(retries, backoff)
         try:
             transferred, resumed_from = _transfer(
-                session, url, part, label=label, size=size, fix=fix, retries=retries, backoff=backoff,
-                timeout=timeout, progress=progress, log=log,
+                session,
+                url,
+                part,
+                label=label,
+                size=size,
+                fix=fix,
+                retries=retries,
+                backoff=backoff,
+                timeout=timeout,
+                progress=progress,
+                log=log,
             )
         finally:
             if own_session:
@@ -165,7 +184,12 @@ def _cached(target: Path, stamp: Path, url: str, size: int | None, want: dict[st
     info = read_json(stamp) or {}
     same_file = info.get("bytes") == st.st_size and info.get("mtime_ns") == st.st_mtime_ns
     if not same_file or "md5" not in info or "sha256" not in info:
-        info = {"url": info.get("url"), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, **hash_file(target, ("md5", "sha256"))}
+        info = {
+            "url": info.get("url"),
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            **hash_file(target, ("md5", "sha256")),
+        }
     if size is not None and info["bytes"] != size:
         return None
     if any(info[algo] != value for algo, value in want.items()):
@@ -199,7 +223,9 @@ def _content_range(resp: requests.Response) -> tuple[int, int | None]:
         return -1, None
 
 
-def _transfer(session, url, part: Path, *, label, size, fix, retries, backoff, timeout, progress, log) -> tuple[int, int]:
+def _transfer(
+    session, url, part: Path, *, label, size, fix, retries, backoff, timeout, progress, log
+) -> tuple[int, int]:
     """Stream `url` into `part`, resuming from what is there; returns (bytes received, first offset)."""
     meta_path = part.with_name(part.name + ".json")
     meta = read_json(meta_path) or {}
@@ -278,10 +304,20 @@ def _transfer(session, url, part: Path, *, label, size, fix, retries, backoff, t
             if offset == 0 and mode == "ab":
                 mode = "wb"
             try:
-                with disk_full_is_clear(label, part), open(part, mode) as fh, tqdm(
-                    total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=label, disable=None if progress else True, leave=False,
-                ) as bar:
+                with (
+                    disk_full_is_clear(label, part),
+                    open(part, mode) as fh,
+                    tqdm(
+                        total=total,
+                        initial=offset,
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                        desc=label,
+                        disable=None if progress else True,
+                        leave=False,
+                    ) as bar,
+                ):
                     for chunk in _chunks(resp):
                         fh.write(chunk)
                         transferred += len(chunk)
@@ -295,7 +331,10 @@ def _transfer(session, url, part: Path, *, label, size, fix, retries, backoff, t
                         f"({_describe_connection_error(exc)}); {human_bytes(have)} kept in {part}: rerun to resume."
                     ) from None
                 wait = backoff * 2 ** (interruptions - 1)
-                log(f"[fetch] {label}: interrupted at {human_bytes(have)} ({type(exc).__name__}); resuming in {wait:.1f} s")
+                log(
+                    f"[fetch] {label}: interrupted at {human_bytes(have)} ({type(exc).__name__}); "
+                    f"resuming in {wait:.1f} s"
+                )
                 time.sleep(wait)
                 continue
             break

@@ -60,7 +60,7 @@ class S3Uri:
 def parse_s3_uri(uri: str) -> S3Uri:
     if not uri.startswith(S3_PREFIX):
         raise ValueError(f"{uri!r} is not an s3://BUCKET/PREFIX URI")
-    bucket, _, prefix = uri[len(S3_PREFIX):].partition("/")
+    bucket, _, prefix = uri[len(S3_PREFIX) :].partition("/")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-_]{1,254}", bucket or ""):
         raise ValueError(f"{uri!r}: {bucket!r} is not a valid bucket name")
     prefix = prefix.lstrip("/")
@@ -72,7 +72,9 @@ def parse_s3_uri(uri: str) -> S3Uri:
 
 
 def _where(cfg: S3Config) -> str:
-    return f"endpoint {cfg.endpoint_url}" if cfg.endpoint_url else "AWS" + (f" region {cfg.region}" if cfg.region else "")
+    return (
+        f"endpoint {cfg.endpoint_url}" if cfg.endpoint_url else "AWS" + (f" region {cfg.region}" if cfg.region else "")
+    )
 
 
 @contextlib.contextmanager
@@ -140,7 +142,8 @@ def make_client(cfg: S3Config, label: str = "s3"):
         max_pool_connections=max(10, 2 * cfg.workers),
         # attempts: AWS_MAX_ATTEMPTS / max_attempts in ~/.aws/config (botocore's default: 3)
         retries={"mode": "standard"},
-        connect_timeout=20, read_timeout=60,
+        connect_timeout=20,
+        read_timeout=60,
     )
     return session.client("s3", endpoint_url=cfg.endpoint_url or None, config=config)
 
@@ -179,7 +182,12 @@ def _endpoint_slug(endpoint_url: str | None) -> str:
 
 def _safe_rel(key: str) -> bool:
     parts = key.split("/")
-    return bool(key) and not key.startswith("/") and not any(p in ("", ".", "..") for p in parts[:-1]) and parts[-1] not in ("", ".", "..")
+    return (
+        bool(key)
+        and not key.startswith("/")
+        and not any(p in ("", ".", "..") for p in parts[:-1])
+        and parts[-1] not in ("", ".", "..")
+    )
 
 
 class _Progress(BaseSubscriber):
@@ -234,7 +242,7 @@ def fetch_prefix(
         wanted, todo = [], []
         for obj in listed:
             key, size, etag = obj["Key"], int(obj["Size"]), obj.get("ETag", "")
-            rel = key[len(u.prefix):]
+            rel = key[len(u.prefix) :]
             if key.endswith("/"):
                 continue  # a "folder" marker
             if not _safe_rel(key):
@@ -246,8 +254,11 @@ def fetch_prefix(
             cached = objects_dir / key
             entry = entries.get(key)
             fresh = (
-                entry is not None and entry.get("etag") == etag and entry.get("size") == size
-                and cached.is_file() and cached.stat().st_size == size
+                entry is not None
+                and entry.get("etag") == etag
+                and entry.get("size") == size
+                and cached.is_file()
+                and cached.stat().st_size == size
                 and cached.stat().st_mtime_ns == entry.get("mtime_ns")
             )
             wanted.append((key, rel, size, etag, cached))
@@ -279,15 +290,27 @@ def _download(client, u, todo, cfg, label, progress, log, result, entries) -> No
     check_free_space(label, todo[0][3].parent, total)
     counter, lock = [0], threading.Lock()
     failures = []
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"{label}: {len(todo)} objects",
-              disable=None if progress else True, leave=False) as bar, s3_errors(label, u, cfg):
+    with (
+        tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"{label}: {len(todo)} objects",
+            disable=None if progress else True,
+            leave=False,
+        ) as bar,
+        s3_errors(label, u, cfg),
+    ):
         config = TransferConfig(max_concurrency=max(1, cfg.workers))
         with create_transfer_manager(client, config) as manager:
             futures = []
             for key, size, etag, cached in todo:
                 cached.parent.mkdir(parents=True, exist_ok=True)
                 sub = _Progress(size, bar, counter, lock)
-                futures.append((key, size, etag, cached, manager.download(u.bucket, key, str(cached), subscribers=[sub])))
+                futures.append(
+                    (key, size, etag, cached, manager.download(u.bucket, key, str(cached), subscribers=[sub]))
+                )
             for key, size, etag, cached, fut in futures:
                 try:
                     with disk_full_is_clear(label, cached):
@@ -298,8 +321,12 @@ def _download(client, u, todo, cfg, label, progress, log, result, entries) -> No
                     failures.append((key, exc))
                     continue
                 st = cached.stat()
-                entries[key] = {"etag": etag, "size": size, "mtime_ns": st.st_mtime_ns,
-                                "sha256": hash_file(cached)["sha256"]}
+                entries[key] = {
+                    "etag": etag,
+                    "size": size,
+                    "mtime_ns": st.st_mtime_ns,
+                    "sha256": hash_file(cached)["sha256"],
+                }
                 result.transferred_objects += 1
         if failures:
             key, exc = failures[0]
@@ -354,7 +381,8 @@ def upload_folder(
     if not folder.is_dir():
         raise FetchError(f"{label}: {folder} is not a folder")
     files = sorted(
-        p for p in folder.rglob("*")
+        p
+        for p in folder.rglob("*")
         if p.is_file() and not p.is_symlink() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     config = TransferConfig(max_concurrency=max(1, cfg.workers))
@@ -366,18 +394,33 @@ def upload_folder(
         for path in files:
             key = u.prefix + path.relative_to(folder).as_posix()
             remote = existing.get(key)
-            if remote is not None and int(remote["Size"]) == path.stat().st_size and remote.get("ETag", "").strip('"') == expected_etag(
-                path, config.multipart_threshold, config.multipart_chunksize
+            if (
+                remote is not None
+                and int(remote["Size"]) == path.stat().st_size
+                and remote.get("ETag", "").strip('"')
+                == expected_etag(path, config.multipart_threshold, config.multipart_chunksize)
             ):
                 result.unchanged += 1
                 continue
             todo.append((path, key))
         counter, lock = [0], threading.Lock()
-        with tqdm(total=sum(p.stat().st_size for p, _ in todo), unit="B", unit_scale=True, unit_divisor=1024,
-                  desc=label, disable=None if progress else True, leave=False) as bar:
+        with tqdm(
+            total=sum(p.stat().st_size for p, _ in todo),
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label,
+            disable=None if progress else True,
+            leave=False,
+        ) as bar:
             with create_transfer_manager(client, config) as manager:
                 futures = [
-                    (key, manager.upload(str(path), u.bucket, key, subscribers=[_Progress(path.stat().st_size, bar, counter, lock)]))
+                    (
+                        key,
+                        manager.upload(
+                            str(path), u.bucket, key, subscribers=[_Progress(path.stat().st_size, bar, counter, lock)]
+                        ),
+                    )
                     for path, key in todo
                 ]
                 for key, fut in futures:

@@ -54,9 +54,15 @@ class FetchOptions:
     @classmethod
     def from_config(cls, cfg: FetchConfig, root: Path, **overrides) -> FetchOptions:
         opts = cls(
-            dest=root / cfg.dest, cache_dir=resolve_cache_dir(cfg.cache_dir, root), registry=root / cfg.registry,
-            root=root, holdout=list(cfg.holdout), manga109=cfg.manga109, manga109_checksum=cfg.manga109_checksum,
-            http=cfg.http, s3=cfg.s3,
+            dest=root / cfg.dest,
+            cache_dir=resolve_cache_dir(cfg.cache_dir, root),
+            registry=root / cfg.registry,
+            root=root,
+            holdout=list(cfg.holdout),
+            manga109=cfg.manga109,
+            manga109_checksum=cfg.manga109_checksum,
+            http=cfg.http,
+            s3=cfg.s3,
         )
         opts = replace(opts, **{k: v for k, v in overrides.items() if v is not None})
         check_cache_outside(opts.cache_dir, opts.dest)
@@ -92,9 +98,14 @@ class Dataset:
 
     def manifest(self) -> dict:
         return {
-            "dataset": self.name, "source": self.source, "licence": self.licence, "origin": self.origin,
-            "images": len(self.files), "bytes": sum(f["bytes"] for f in self.files),
-            "files": sorted(self.files, key=lambda f: f["file"]), "skipped": self.skipped,
+            "dataset": self.name,
+            "source": self.source,
+            "licence": self.licence,
+            "origin": self.origin,
+            "images": len(self.files),
+            "bytes": sum(f["bytes"] for f in self.files),
+            "files": sorted(self.files, key=lambda f: f["file"]),
+            "skipped": self.skipped,
         }
 
 
@@ -133,8 +144,10 @@ class _SampleJob(_Job):
         from cajnn.data.image_io import save_rgb
         from cajnn.data.sample import SAMPLE_IMAGES, load_sample
 
-        splits = {"sample-train": [n for n in SAMPLE_IMAGES if n not in opts.holdout],
-                  "sample-holdout": [n for n in SAMPLE_IMAGES if n in opts.holdout]}
+        splits = {
+            "sample-train": [n for n in SAMPLE_IMAGES if n not in opts.holdout],
+            "sample-holdout": [n for n in SAMPLE_IMAGES if n in opts.holdout],
+        }
         for split, names in splits.items():
             if not names:
                 continue
@@ -144,8 +157,14 @@ class _SampleJob(_Job):
                     path = out / f"{name}.png"
                     with disk_full_is_clear(self.label, path):
                         save_rgb(load_sample(name), path, compress_level=1)
-                    ds.files.append({"file": path.name, "bytes": path.stat().st_size,
-                                     "sha256": hash_file(path)["sha256"], "source": f"scikit-image data.{name}"})
+                    ds.files.append(
+                        {
+                            "file": path.name,
+                            "bytes": path.stat().st_size,
+                            "sha256": hash_file(path)["sha256"],
+                            "source": f"scikit-image data.{name}",
+                        }
+                    )
                 report.datasets.append(_finish(ds, out))
 
 
@@ -164,8 +183,14 @@ def _copy_images(label: str, folder: Path, out: Path, ds: Dataset) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         with disk_full_is_clear(label, target):
             shutil.copy2(src, target)
-        ds.files.append({"file": rel.as_posix(), "bytes": target.stat().st_size,
-                         "sha256": hash_file(target)["sha256"], "source": str(src)})
+        ds.files.append(
+            {
+                "file": rel.as_posix(),
+                "bytes": target.stat().st_size,
+                "sha256": hash_file(target)["sha256"],
+                "source": str(src),
+            }
+        )
 
 
 @dataclass
@@ -183,8 +208,14 @@ def _download(opts: FetchOptions, url: str, target: Path, log: Log, **kwargs):
     from cajnn.fetch.http import download
 
     return download(
-        url, target, retries=opts.http.retries, backoff=opts.http.backoff, timeout=opts.http.timeout,
-        progress=opts.progress, log=log, **kwargs,
+        url,
+        target,
+        retries=opts.http.retries,
+        backoff=opts.http.backoff,
+        timeout=opts.http.timeout,
+        progress=opts.progress,
+        log=log,
+        **kwargs,
     )
 
 
@@ -203,14 +234,26 @@ class _ArchiveJob(_Job):
         target = opts.cache_dir / "downloads" / arc.name
         log(f"[fetch] {self.label}: {arc.name} ({human_bytes(arc.bytes)}) from {arc.url}")
         got = _download(
-            opts, arc.url, target, log, label=self.label, size=arc.bytes, md5=arc.md5, sha256=arc.sha256,
+            opts,
+            arc.url,
+            target,
+            log,
+            label=self.label,
+            size=arc.bytes,
+            md5=arc.md5,
+            sha256=arc.sha256,
             fix=f"{self.registry_path} (archives: {arc.name})",
         )
         _count_download(report, arc.name, got)
         checked = "md5" if arc.md5 else "sha256"
-        log(f"[fetch] {self.label}: {arc.name} " + (
-            f"downloaded ({human_bytes(got.transferred)}), {checked} verified" if got.transferred
-            else f"from the download cache ({checked} verified)"))
+        log(
+            f"[fetch] {self.label}: {arc.name} "
+            + (
+                f"downloaded ({human_bytes(got.transferred)}), {checked} verified"
+                if got.transferred
+                else f"from the download cache ({checked} verified)"
+            )
+        )
         with contextlib.ExitStack() as stack:
             outs = {sel.spec.member: stack.enter_context(atomic_dir(opts.dest / sel.spec.to)) for sel in self.parts}
             extracted = extract(target, outs, label=self.label, progress=opts.progress)
@@ -222,11 +265,21 @@ class _ArchiveJob(_Job):
                         f"layout changed? Fix `member` of {sel.source}.parts.{sel.part} in {self.registry_path}."
                     )
                 ds = Dataset(
-                    sel.spec.to, sel.label, sel.entry.licence,
-                    {"url": arc.url, "archive": arc.name, "archive_bytes": got.bytes, "archive_md5": got.md5,
-                     "archive_sha256": got.sha256, "member": sel.spec.member, "homepage": sel.entry.homepage},
+                    sel.spec.to,
+                    sel.label,
+                    sel.entry.licence,
+                    {
+                        "url": arc.url,
+                        "archive": arc.name,
+                        "archive_bytes": got.bytes,
+                        "archive_md5": got.md5,
+                        "archive_sha256": got.sha256,
+                        "member": sel.spec.member,
+                        "homepage": sel.entry.homepage,
+                    },
                     [{**row, "source": f"{arc.url}#{sel.spec.member.strip('/')}/{row['file']}"} for row in res.kept],
-                    res.skipped, sel.spec.images,
+                    res.skipped,
+                    sel.spec.images,
                 )
                 report.datasets.append(_finish(ds, res.out))
 
@@ -274,17 +327,25 @@ class _Manga109Job(_Job):
         spec = opts.manga109 or ""
         sel = self.sel
         with atomic_dir(opts.dest / sel.spec.to) as out:
-            ds = Dataset(sel.spec.to, self.label, sel.entry.licence, {"manga109": spec}, expected_images=sel.spec.images)
+            ds = Dataset(
+                sel.spec.to, self.label, sel.entry.licence, {"manga109": spec}, expected_images=sel.spec.images
+            )
             if urlparse(spec).scheme in ("http", "https"):
                 want = _parse_checksum(opts.manga109_checksum)
                 if not want:
                     log(f"[fetch] {self.label}: no fetch.manga109_checksum given: the download is not verified")
                 base = os.path.basename(urlparse(spec).path) or "manga109"
-                target = opts.cache_dir / "downloads" / f"manga109-{hashlib.sha256(spec.encode()).hexdigest()[:10]}-{base}"
-                got = _download(opts, spec, target, log, label=self.label, fix="fetch.manga109 / fetch.manga109_checksum", **want)
+                target = (
+                    opts.cache_dir / "downloads" / f"manga109-{hashlib.sha256(spec.encode()).hexdigest()[:10]}-{base}"
+                )
+                got = _download(
+                    opts, spec, target, log, label=self.label, fix="fetch.manga109 / fetch.manga109_checksum", **want
+                )
                 _count_download(report, target.name, got)
                 archive = target
-                ds.origin.update({"url": spec, "archive_bytes": got.bytes, "archive_md5": got.md5, "archive_sha256": got.sha256})
+                ds.origin.update(
+                    {"url": spec, "archive_bytes": got.bytes, "archive_md5": got.md5, "archive_sha256": got.sha256}
+                )
             else:
                 path = Path(os.path.expanduser(spec))
                 path = path if path.is_absolute() else opts.root / path
@@ -293,7 +354,9 @@ class _Manga109Job(_Job):
                     report.datasets.append(_finish(ds, out))
                     return
                 if not path.is_file():
-                    raise ConfigError(f"fetch.manga109: {spec!r} is neither an http(s) URL nor an existing file or folder")
+                    raise ConfigError(
+                        f"fetch.manga109: {spec!r} is neither an http(s) URL nor an existing file or folder"
+                    )
                 archive = path
                 ds.origin.update({"archive": str(path), **hash_file(path, ("sha256",))})
             res = extract(archive, {"": out}, label=self.label, progress=opts.progress)[""]
@@ -313,16 +376,23 @@ class _S3Job(_Job):
         from cajnn.fetch.s3 import fetch_prefix
 
         with atomic_dir(opts.dest / self.targets[0]) as out:
-            res = fetch_prefix(self.uri, out, opts.cache_dir, opts.s3, label=self.label, progress=opts.progress, log=log)
+            res = fetch_prefix(
+                self.uri, out, opts.cache_dir, opts.s3, label=self.label, progress=opts.progress, log=log
+            )
             report.s3_transferred += res.transferred_objects
             report.s3_transferred_bytes += res.transferred_bytes
             report.s3_reused += res.reused_objects
-            log(f"[fetch] {self.label}: {len(res.kept)} objects ({res.transferred_objects} transferred, "
-                f"{human_bytes(res.transferred_bytes)}; {res.reused_objects} unchanged, from the cache)")
+            log(
+                f"[fetch] {self.label}: {len(res.kept)} objects ({res.transferred_objects} transferred, "
+                f"{human_bytes(res.transferred_bytes)}; {res.reused_objects} unchanged, from the cache)"
+            )
             ds = Dataset(
-                self.targets[0], self.label, USER_LICENCE,
+                self.targets[0],
+                self.label,
+                USER_LICENCE,
                 {"uri": str(self.uri), "endpoint_url": opts.s3.endpoint_url},
-                [{**row, "source": f"s3://{self.uri.bucket}/{row.pop('key')}"} for row in res.kept], res.skipped,
+                [{**row, "source": f"s3://{self.uri.bucket}/{row.pop('key')}"} for row in res.kept],
+                res.skipped,
             )
             report.datasets.append(_finish(ds, out))
 
@@ -349,7 +419,7 @@ def plan(sources: list[str], opts: FetchOptions) -> tuple[list[_Job], list[str]]
                 raise ConfigError(f"fetch.holdout names unknown sample images {unknown}; known: {list(SAMPLE_IMAGES)}")
             jobs.append(_SampleJob(SAMPLE, ["sample-train", "sample-holdout"]))
         elif spec.startswith(LOCAL_PREFIX):
-            raw = spec[len(LOCAL_PREFIX):]
+            raw = spec[len(LOCAL_PREFIX) :]
             folder = Path(os.path.expanduser(raw))
             folder = (folder if folder.is_absolute() else opts.root / folder).resolve()
             if not folder.is_dir():
@@ -396,7 +466,8 @@ def _check_targets(jobs: list[_Job]) -> None:
             for other, label in owner.items():
                 if other == path or other in path.parents or path in other.parents:
                     raise ConfigError(
-                        f"fetch sources {label!r} and {job.label!r} both write {other if len(other.parts) <= len(path.parts) else path} "
+                        f"fetch sources {label!r} and {job.label!r} both write "
+                        f"{other if len(other.parts) <= len(path.parts) else path} "
                         "under fetch.dest: drop one, or give the folders distinct names"
                     )
             owner[path] = job.label
@@ -431,13 +502,31 @@ def write_summary(dest: Path, sources: list[str], datasets: list[Dataset]) -> di
     skipped = [s for s in old.get("skipped", []) if s.get("dataset") in old_sets]
     summary_sets = dict(old_sets)
     for ds in datasets:
-        summary_sets[ds.name] = {"source": ds.source, "licence": ds.licence, "images": len(ds.files),
-                                 "bytes": sum(f["bytes"] for f in ds.files), "manifest": f"{ds.name}/manifest.json"}
-        files += [{"dataset": ds.name, "file": f"{ds.name}/{f['file']}", "bytes": f["bytes"], "sha256": f["sha256"],
-                   "source": f.get("source", ds.source), "licence": ds.licence} for f in ds.files]
+        summary_sets[ds.name] = {
+            "source": ds.source,
+            "licence": ds.licence,
+            "images": len(ds.files),
+            "bytes": sum(f["bytes"] for f in ds.files),
+            "manifest": f"{ds.name}/manifest.json",
+        }
+        files += [
+            {
+                "dataset": ds.name,
+                "file": f"{ds.name}/{f['file']}",
+                "bytes": f["bytes"],
+                "sha256": f["sha256"],
+                "source": f.get("source", ds.source),
+                "licence": ds.licence,
+            }
+            for f in ds.files
+        ]
         skipped += [{"dataset": ds.name, **s} for s in ds.skipped]
     kept_sources = [v.get("source") for v in old_sets.values() if v.get("source")]
-    manifest = {"sources": list(dict.fromkeys(kept_sources + sources)), "datasets": summary_sets,
-                "files": sorted(files, key=lambda f: f["file"]), "skipped": skipped}
+    manifest = {
+        "sources": list(dict.fromkeys(kept_sources + sources)),
+        "datasets": summary_sets,
+        "files": sorted(files, key=lambda f: f["file"]),
+        "skipped": skipped,
+    }
     write_json_atomic(dest / "manifest.json", manifest)
     return manifest

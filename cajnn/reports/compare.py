@@ -66,8 +66,10 @@ def table_html(protocol: Protocol) -> str:
             cells = []
             if i == 0:
                 n = max(x.images for x in r.values())
-                cells.append(f'<th scope="rowgroup" rowspan="{len(per_qf)}">{esc(set_name)}'
-                             f'<span class="sub">{n} image{"s" if n != 1 else ""}</span></th>')
+                cells.append(
+                    f'<th scope="rowgroup" rowspan="{len(per_qf)}">{esc(set_name)}'
+                    f'<span class="sub">{n} image{"s" if n != 1 else ""}</span></th>'
+                )
             cells.append(f'<th scope="row">{qf}</th>')
             for m in methods:
                 if m not in r:
@@ -78,14 +80,19 @@ def table_html(protocol: Protocol) -> str:
                 cells.append(f"<td{p_cls}>{r[m].psnr_y:.2f}</td><td{s_cls}>{r[m].ssim_y:.4f}</td>")
             if gain:
                 d = r["cajnn"].psnr_y - r["bicubic"].psnr_y if "cajnn" in r and "bicubic" in r else None
-                cells.append("<td>&ndash;</td>" if d is None
-                             else f'<td class="{"up" if d >= 0 else "down"}">{d:+.2f}</td>')
+                cells.append(
+                    "<td>&ndash;</td>" if d is None else f'<td class="{"up" if d >= 0 else "down"}">{d:+.2f}</td>'
+                )
             rows.append("<tr>" + "".join(cells) + "</tr>")
         bodies.append("<tbody>" + "\n".join(rows) + "</tbody>")
-    caption = (f"Mean PSNR-Y / SSIM-Y over each set, {protocol.crop_border}-pixel border removed; "
-               f"CAJNN has {protocol.params / 1e6:.3f} M parameters.")
-    return (f'<div class="scroll"><table class="scores"><caption>{esc(caption)}</caption>\n'
-            f'<thead>{"".join(head)}</thead>\n' + "\n".join(bodies) + "\n</table></div>")
+    caption = (
+        f"Mean PSNR-Y / SSIM-Y over each set, {protocol.crop_border}-pixel border removed; "
+        f"CAJNN has {protocol.params / 1e6:.3f} M parameters."
+    )
+    return (
+        f'<div class="scroll"><table class="scores"><caption>{esc(caption)}</caption>\n'
+        f"<thead>{''.join(head)}</thead>\n" + "\n".join(bodies) + "\n</table></div>"
+    )
 
 
 def _ticks(lo: float, hi: float, target: int = 6) -> list[float]:
@@ -101,8 +108,10 @@ def qf_curve_svg(sweep: EvalReport) -> str:
     """Fig. 3: PSNR-Y of bicubic and CAJNN over the JPEG quality factor, on the sweep's one set."""
     set_name, per_qf = next(iter(sweep.results.items()))
     qfs = sorted(per_qf)
-    series = {m: [(q, per_qf[q][m].psnr_y) for q in qfs if m in per_qf[q] and math.isfinite(per_qf[q][m].psnr_y)]
-              for m in SERIES}
+    series = {
+        m: [(q, per_qf[q][m].psnr_y) for q in qfs if m in per_qf[q] and math.isfinite(per_qf[q][m].psnr_y)]
+        for m in SERIES
+    }
     values = [v for pts in series.values() for _, v in pts]
     if not values:
         return '<p class="note">The QF sweep has no finite PSNR-Y values to plot.</p>'
@@ -118,43 +127,61 @@ def qf_curve_svg(sweep: EvalReport) -> str:
         return h - bottom - (v - y_lo) / (y_hi - y_lo) * (h - top - bottom)
 
     decimals = 0 if all(t == int(t) for t in y_ticks) else (1 if all(t * 10 == int(t * 10) for t in y_ticks) else 2)
-    parts = [f'<svg class="curve" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
-             'aria-labelledby="qf-title qf-desc">',
-             '<title id="qf-title">PSNR-Y over JPEG quality factor (paper Fig. 3)</title>',
-             f'<desc id="qf-desc">Bicubic and CAJNN PSNR-Y in dB on set {esc(set_name)} at QF '
-             f'{", ".join(map(str, qfs))}; the numbers are in the table below the chart.</desc>']
+    parts = [
+        f'<svg class="curve" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+        'aria-labelledby="qf-title qf-desc">',
+        '<title id="qf-title">PSNR-Y over JPEG quality factor (paper Fig. 3)</title>',
+        f'<desc id="qf-desc">Bicubic and CAJNN PSNR-Y in dB on set {esc(set_name)} at QF '
+        f"{', '.join(map(str, qfs))}; the numbers are in the table below the chart.</desc>",
+    ]
     for t in y_ticks:
         y = py(t)
-        parts.append(f'<line class="grid" x1="{left}" x2="{w - right}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                     f'<text class="tick" x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{t:.{decimals}f}</text>')
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{w - right}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="tick" x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{t:.{decimals}f}</text>'
+        )
     for q in qfs:
         x = px(q)
-        parts.append(f'<line class="tickmark" x1="{x:.1f}" x2="{x:.1f}" y1="{h - bottom}" y2="{h - bottom + 5}"/>'
-                     f'<text class="tick" x="{x:.1f}" y="{h - bottom + 20}" text-anchor="middle">{q}</text>')
-    parts.append(f'<line class="axis" x1="{left}" x2="{w - right}" y1="{h - bottom}" y2="{h - bottom}"/>'
-                 f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{h - bottom}"/>'
-                 f'<text class="label" x="{(left + w - right) / 2:.1f}" y="{h - 12}" text-anchor="middle">'
-                 "JPEG quality factor (QF)</text>"
-                 f'<text class="label" transform="translate(16 {(top + h - bottom) / 2:.1f}) rotate(-90)" '
-                 'text-anchor="middle">PSNR-Y (dB)</text>')
+        parts.append(
+            f'<line class="tickmark" x1="{x:.1f}" x2="{x:.1f}" y1="{h - bottom}" y2="{h - bottom + 5}"/>'
+            f'<text class="tick" x="{x:.1f}" y="{h - bottom + 20}" text-anchor="middle">{q}</text>'
+        )
+    parts.append(
+        f'<line class="axis" x1="{left}" x2="{w - right}" y1="{h - bottom}" y2="{h - bottom}"/>'
+        f'<line class="axis" x1="{left}" x2="{left}" y1="{top}" y2="{h - bottom}"/>'
+        f'<text class="label" x="{(left + w - right) / 2:.1f}" y="{h - 12}" text-anchor="middle">'
+        "JPEG quality factor (QF)</text>"
+        f'<text class="label" transform="translate(16 {(top + h - bottom) / 2:.1f}) rotate(-90)" '
+        'text-anchor="middle">PSNR-Y (dB)</text>'
+    )
     for i, (m, pts) in enumerate(series.items()):
         label, colour = SERIES[m]
         if not pts:
             continue
         line = " ".join(f"{px(q):.1f},{py(v):.1f}" for q, v in pts)
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2.5" points="{line}"/>')
-        parts += [f'<circle cx="{px(q):.1f}" cy="{py(v):.1f}" r="4" fill="{colour}">'
-                  f"<title>{label}, QF {q}: {v:.2f} dB</title></circle>" for q, v in pts]
+        parts += [
+            f'<circle cx="{px(q):.1f}" cy="{py(v):.1f}" r="4" fill="{colour}">'
+            f"<title>{label}, QF {q}: {v:.2f} dB</title></circle>"
+            for q, v in pts
+        ]
         ly = top + 14 + 22 * i  # legend, top left: PSNR rises with QF, so that corner stays empty
-        parts.append(f'<line x1="{left + 16}" x2="{left + 40}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="3"/>'
-                     f'<text class="legend" x="{left + 48}" y="{ly + 5}">{label}</text>')
+        parts.append(
+            f'<line x1="{left + 16}" x2="{left + 40}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="3"/>'
+            f'<text class="legend" x="{left + 48}" y="{ly + 5}">{label}</text>'
+        )
     parts.append("</svg>")
-    rows = "".join(f"<tr><th scope=\"row\">{q}</th>"
-                   + "".join(f"<td>{per_qf[q][m].psnr_y:.2f}</td>" if m in per_qf[q] else "<td>&ndash;</td>"
-                             for m in SERIES) + "</tr>" for q in qfs)
-    numbers = ('<details><summary>Numbers</summary><table class="scores small"><thead><tr><th scope="col">QF</th>'
-               + "".join(f'<th scope="col">{label} PSNR-Y (dB)</th>' for label, _ in SERIES.values())
-               + f"</tr></thead><tbody>{rows}</tbody></table></details>")
+    rows = "".join(
+        f'<tr><th scope="row">{q}</th>'
+        + "".join(f"<td>{per_qf[q][m].psnr_y:.2f}</td>" if m in per_qf[q] else "<td>&ndash;</td>" for m in SERIES)
+        + "</tr>"
+        for q in qfs
+    )
+    numbers = (
+        '<details><summary>Numbers</summary><table class="scores small"><thead><tr><th scope="col">QF</th>'
+        + "".join(f'<th scope="col">{label} PSNR-Y (dB)</th>' for label, _ in SERIES.values())
+        + f"</tr></thead><tbody>{rows}</tbody></table></details>"
+    )
     return "\n".join(parts) + "\n" + numbers
 
 
@@ -168,14 +195,20 @@ def slider_html(crop: Crop, index: int) -> str:
     left = "".join(
         f'<img data-view="{view}" src="{png_data_uri(imgs[view])}" width="{side}" height="{side}" '
         f'alt="{esc(label)}: {esc(where)}"{"" if view == "bicubic" else " hidden"}>'
-        for view, label in LEFT_VIEWS.items())
+        for view, label in LEFT_VIEWS.items()
+    )
     radios = "".join(
         f'<label><input type="radio" name="left-{index}" value="{view}" data-label="{esc(label)}"'
-        f'{" checked" if view == "bicubic" else ""}> {esc(label)}</label>' for view, label in LEFT_VIEWS.items())
-    rows = "".join(f'<tr><th scope="row">{SERIES[m][0]}</th><td>{p:.2f}</td><td>{s:.4f}</td></tr>'
-                   for m, (p, s) in scores.items())
-    rows += (f'<tr><th scope="row">CAJNN &minus; bicubic</th><td class="{"up" if gain >= 0 else "down"}">'
-             f"{gain:+.2f}</td><td></td></tr>")
+        f"{' checked' if view == 'bicubic' else ''}> {esc(label)}</label>"
+        for view, label in LEFT_VIEWS.items()
+    )
+    rows = "".join(
+        f'<tr><th scope="row">{SERIES[m][0]}</th><td>{p:.2f}</td><td>{s:.4f}</td></tr>' for m, (p, s) in scores.items()
+    )
+    rows += (
+        f'<tr><th scope="row">CAJNN &minus; bicubic</th><td class="{"up" if gain >= 0 else "down"}">'
+        f"{gain:+.2f}</td><td></td></tr>"
+    )
     return f"""<figure class="cmp" id="crop-{index}">
 <div class="pic">
 <div class="frame" style="width:{side * ZOOM}px">
@@ -296,7 +329,7 @@ def compare_page(protocol: Protocol, title: str = "CAJNN evaluation") -> str:
     qfs = sorted({qf for per_qf in report.results.values() for qf in per_qf})
     notes = [f"Sets not present (not fetched): {', '.join(protocol.missing_sets)}"] if protocol.missing_sets else []
     notes += [f"Skipped {s['file']} ({s['set']}): {s['reason']}" for s in report.skipped]
-    notes_html = "<ul class=\"note\">" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>" if notes else ""
+    notes_html = '<ul class="note">' + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>" if notes else ""
     if protocol.sweep is not None and protocol.sweep.results:
         curve = qf_curve_svg(protocol.sweep)
     else:
@@ -311,9 +344,11 @@ def compare_page(protocol: Protocol, title: str = "CAJNN evaluation") -> str:
         if cards:
             crops_html.append(f"<h3>{esc(set_name)}</h3>\n" + "\n".join(cards))
     crops_section = "\n".join(crops_html) or '<p class="note">No crops were kept in this evaluation.</p>'
-    summary = (f"CAJNN ({protocol.params / 1e6:.3f} M parameters) against bicubic upscaling of the JPEG input, "
-               f"JPEG QF {', '.join(map(str, qfs))}, on {len(report.results)} set(s): "
-               f"{', '.join(report.results)}. Scores are PSNR-Y / SSIM-Y (paper IV-B).")
+    summary = (
+        f"CAJNN ({protocol.params / 1e6:.3f} M parameters) against bicubic upscaling of the JPEG input, "
+        f"JPEG QF {', '.join(map(str, qfs))}, on {len(report.results)} set(s): "
+        f"{', '.join(report.results)}. Scores are PSNR-Y / SSIM-Y (paper IV-B)."
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

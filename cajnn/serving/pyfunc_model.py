@@ -124,7 +124,9 @@ def _images(model_input) -> list:
         values = model_input["image"]
         if isinstance(values, (list, tuple, pd.Series)):
             return list(values)
-        if isinstance(values, np.ndarray) and (values.dtype == object or values.dtype.kind in "SUO" or values.ndim == 1):
+        if isinstance(values, np.ndarray) and (
+            values.dtype == object or values.dtype.kind in "SUO" or values.ndim == 1
+        ):
             return list(values)  # one value per row (strings, bytes or arrays)
         return [values]  # a single image array
     raise ValueError(f"input must be a DataFrame or dict with an 'image' column, got {type(model_input).__name__}")

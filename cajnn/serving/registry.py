@@ -61,9 +61,7 @@ class Decision:
     worst_drop: float | None
 
 
-def decide_promotion(
-    challenger: dict[str, float], champion: dict[str, float] | None, cfg: RegisterConfig
-) -> Decision:
+def decide_promotion(challenger: dict[str, float], champion: dict[str, float] | None, cfg: RegisterConfig) -> Decision:
     """Policy: promote when there is no champion, or when the challenger's mean PSNR-Y over
     the common set/QF keys is higher by more than `min_gain` and no key is worse by more than
     `tolerance` dB. Ties keep the champion."""
@@ -81,7 +79,9 @@ def decide_promotion(
     worst_key = max(drops, key=drops.get)
     worst = drops[worst_key]
     if worst > cfg.tolerance:
-        return Decision(False, f"{worst_key} is {worst:.3f} dB worse (tolerance {cfg.tolerance})", c_mean, k_mean, worst)
+        return Decision(
+            False, f"{worst_key} is {worst:.3f} dB worse (tolerance {cfg.tolerance})", c_mean, k_mean, worst
+        )
     if c_mean - k_mean > cfg.min_gain:
         return Decision(True, f"mean PSNR-Y {c_mean:.3f} > champion {k_mean:.3f} dB", c_mean, k_mean, worst)
     return Decision(False, f"mean PSNR-Y {c_mean:.3f} does not beat champion {k_mean:.3f} dB", c_mean, k_mean, worst)
@@ -93,19 +93,24 @@ def downstream_gate(downstream: dict[str, float], max_drop: float | None) -> str
     the LR input it was given (paper Table II's "Ours + Baseline" vs "Baseline")."""
     if max_drop is None:
         return None
-    qfs = sorted({k.split("/")[1] for k in downstream if k.startswith("text/qf") and k.endswith("/cajnn/word_acc")},
-                 key=lambda q: int(q[2:]))
+    qfs = sorted(
+        {k.split("/")[1] for k in downstream if k.startswith("text/qf") and k.endswith("/cajnn/word_acc")},
+        key=lambda q: int(q[2:]),
+    )
     if not qfs:
         raise ValueError("the downstream metrics have no text/qf*/cajnn/word_acc: run the downstream stage")
     drops = {q: downstream[f"text/{q}/lr/word_acc"] - downstream[f"text/{q}/cajnn/word_acc"] for q in qfs}
     worst = max(drops, key=drops.get)
     if drops[worst] > max_drop:
-        return (f"downstream gate: CAJNN lowers word accuracy at {worst.upper()} by {drops[worst]:.1f} points "
-                f"(more than register.max_word_acc_drop {max_drop})")
+        return (
+            f"downstream gate: CAJNN lowers word accuracy at {worst.upper()} by {drops[worst]:.1f} points "
+            f"(more than register.max_word_acc_drop {max_drop})"
+        )
     return None
 
 
 # --------------------------------------------------------------------------- scores
+
 
 def psnr_from_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """`reports/metrics.json` -> `{"<set>/qf<Q>": CAJNN PSNR-Y}` (no self-ensemble)."""
@@ -143,11 +148,14 @@ def eval_set_datasets(eval_cfg: EvaluateConfig, root: Path, fingerprint: dict) -
     """The present evaluation sets as MLflow datasets (digests of :func:`sets_fingerprint`)."""
     qualities = ", ".join(map(str, fingerprint.get("qualities", [])))
     present = {n: i for n, i in sorted(fingerprint.get("sets", {}).items()) if isinstance(i, dict)}  # not "missing"
-    return [dataset(n, root / eval_cfg.sets[n], i["sha256"], {"images": i["images"], "qualities": qualities})
-            for n, i in present.items()]
+    return [
+        dataset(n, root / eval_cfg.sets[n], i["sha256"], {"images": i["images"], "qualities": qualities})
+        for n, i in present.items()
+    ]
 
 
 # --------------------------------------------------------------------------- logging the model
+
 
 def _example_input():
     import pandas as pd
@@ -181,11 +189,13 @@ def signature():
     return ModelSignature(
         inputs=Schema([ColSpec(AnyType(), "image")]),
         outputs=Schema([ColSpec(AnyType(), "image"), ColSpec("long", "width"), ColSpec("long", "height")]),
-        params=ParamSchema([
-            ParamSpec("tile", "long", 0),
-            ParamSpec("self_ensemble", "boolean", False),
-            ParamSpec("output", "string", "auto"),
-        ]),
+        params=ParamSchema(
+            [
+                ParamSpec("tile", "long", 0),
+                ParamSpec("self_ensemble", "boolean", False),
+                ParamSpec("output", "string", "auto"),
+            ]
+        ),
     )
 
 
@@ -216,6 +226,7 @@ def log_pyfunc(weights: Path, run_id: str, step: int = 0) -> str:
 
 
 # --------------------------------------------------------------------------- the registry
+
 
 def champion_version(name: str, client=None):
     """The ModelVersion the `champion` alias points at, or None."""
@@ -260,6 +271,7 @@ def _tags(d: dict) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- what a version says about itself
 
+
 def model_metric_key(key: str) -> str:
     """`reports/metrics.json` key -> metric name on the run and its logged model: the name the
     evaluate stage logs it under (`holdout/qf10/cajnn/psnr_y` -> `eval/holdout.qf10.cajnn.psnr_y`)."""
@@ -301,8 +313,9 @@ def recorded_psnr_y(client, mv) -> dict[str, float] | None:
     return {k: float(v) for k, v in json.loads(legacy).items()} if legacy else None
 
 
-def log_model_metrics(client, run_id: str, model_id: str, metrics: dict[str, float],
-                      eval_sets: dict | None = None) -> None:
+def log_model_metrics(
+    client, run_id: str, model_id: str, metrics: dict[str, float], eval_sets: dict | None = None
+) -> None:
     """Attach `metrics` (metrics.json keys) to the logged model (and its run, where they are
     the evaluate stage's already), each linked to its evaluation set's dataset when known."""
     from mlflow.entities import Metric
@@ -336,8 +349,10 @@ def eval_table(metrics: dict[str, float]) -> str:
     if not cells:
         return ""
     methods.sort(key=lambda k: list(METHOD_LABELS).index(k) if k in METHOD_LABELS else len(METHOD_LABELS))
-    lines = ["| Set | QF | " + " | ".join(METHOD_LABELS.get(k, k) for k in methods) + " |",
-             "|---|---|" + "---|" * len(methods)]
+    lines = [
+        "| Set | QF | " + " | ".join(METHOD_LABELS.get(k, k) for k in methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
     for (name, qf), row in sorted(cells.items()):
         vals = []
         for k in methods:
@@ -356,20 +371,31 @@ def model_card(model_config: dict, training: dict, metrics: dict[str, float]) ->
     arch = ", ".join(f"{k} {v}" for k, v in sorted(model_config.items()) if k != "scale")
     preset = f" (model preset `{t['model_preset']}`)" if t.get("model_preset") else ""
     n = t.get("params")
-    parts.append(f"CAJNN{preset}, x{model_config.get('scale', '?')} super-resolution of JPEG-compressed images: {arch}."
-                 + (f" {n:,} parameters ({n / 1e6:.2f} M)." if isinstance(n, int) else ""))
+    parts.append(
+        f"CAJNN{preset}, x{model_config.get('scale', '?')} super-resolution of JPEG-compressed images: {arch}."
+        + (f" {n:,} parameters ({n / 1e6:.2f} M)." if isinstance(n, int) else "")
+    )
     data = t.get("data") or {}
     if data:
         sources = ", ".join(f"{k} ({v} images)" for k, v in (data.get("sources") or {}).items())
         patches = f"{data['patches']:,}" if isinstance(data.get("patches"), int) else "?"
-        parts += ["## Training data", (
-            f"Patch set `{data.get('path', '?')}` (MLflow dataset `patches`, manifest sha256 "
-            f"`{str(data.get('manifest_sha256', '?'))[:DIGEST_CHARS]}`): {patches} LR/HR patch pairs"
-            + (f" ({data['patch_size_lr']} px LR)" if data.get("patch_size_lr") else "")
-            + f" from {data.get('images', '?')} images" + (f" of {sources}" if sources else "")
-            + (f", degradation profile `{data['profile']}`" if data.get("profile") else "")
-            + (f", {data['qualities_per_image']} JPEG qualities per image" if data.get("qualities_per_image") else "")
-            + ".")]
+        parts += [
+            "## Training data",
+            (
+                f"Patch set `{data.get('path', '?')}` (MLflow dataset `patches`, manifest sha256 "
+                f"`{str(data.get('manifest_sha256', '?'))[:DIGEST_CHARS]}`): {patches} LR/HR patch pairs"
+                + (f" ({data['patch_size_lr']} px LR)" if data.get("patch_size_lr") else "")
+                + f" from {data.get('images', '?')} images"
+                + (f" of {sources}" if sources else "")
+                + (f", degradation profile `{data['profile']}`" if data.get("profile") else "")
+                + (
+                    f", {data['qualities_per_image']} JPEG qualities per image"
+                    if data.get("qualities_per_image")
+                    else ""
+                )
+                + "."
+            ),
+        ]
     it = t.get("iterations")
     if it is not None or t.get("run_id"):
         line = f"{it:,} iterations" if isinstance(it, int) else "Trained"
@@ -395,8 +421,17 @@ def model_card(model_config: dict, training: dict, metrics: dict[str, float]) ->
     return "\n\n".join(parts)
 
 
-def version_description(name: str, version: str, decision: Decision, card: str, champ, champ_metrics, source: str,
-                 metrics: dict[str, float], cfg: RegisterConfig) -> str:
+def version_description(
+    name: str,
+    version: str,
+    decision: Decision,
+    card: str,
+    champ,
+    champ_metrics,
+    source: str,
+    metrics: dict[str, float],
+    cfg: RegisterConfig,
+) -> str:
     """Title and verdict, the model card, then the promotion section, within MLflow's limit
     (the card's evaluation table is what gets cut)."""
     if decision.promote:
@@ -404,9 +439,15 @@ def version_description(name: str, version: str, decision: Decision, card: str, 
     else:
         verdict = f"**Challenger**, not promoted ({decision.reason}); champion: version {champ.version}."
     head = f"# {name} version {version}\n\n{verdict}\n\n"
-    promo = ["## Promotion", f"Policy: {POLICY_RULE} (min_gain {cfg.min_gain} dB, tolerance {cfg.tolerance} dB). "
-             + (f"Compared with version {champ.version}, whose numbers were {source}." if champ is not None
-                else "No champion before this version.")]
+    promo = [
+        "## Promotion",
+        f"Policy: {POLICY_RULE} (min_gain {cfg.min_gain} dB, tolerance {cfg.tolerance} dB). "
+        + (
+            f"Compared with version {champ.version}, whose numbers were {source}."
+            if champ is not None
+            else "No champion before this version."
+        ),
+    ]
     if champ_metrics is not None and champ is not None:
         rows = [f"| Set / QF | This version PSNR-Y (dB) | Version {champ.version} | Difference |", "|---|---|---|---|"]
         for key in sorted(set(metrics) | set(champ_metrics), key=_key_order):
@@ -423,20 +464,23 @@ def version_description(name: str, version: str, decision: Decision, card: str, 
 
 
 def _sets_tag(eval_sets: dict) -> str:
-    return "; ".join(f"{n}: " + (f"{i['images']} images, sha256 {i['sha256']}" if isinstance(i, dict) else str(i))
-                     for n, i in sorted(eval_sets.get("sets", {}).items()))
+    return "; ".join(
+        f"{n}: " + (f"{i['images']} images, sha256 {i['sha256']}" if isinstance(i, dict) else str(i))
+        for n, i in sorted(eval_sets.get("sets", {}).items())
+    )
 
 
 # --------------------------------------------------------------------------- registering
 
-def seed_champion(shipped_name: str, cfg: RegisterConfig, scorer: Callable[[Path], dict[str, float]],
-                  eval_sets: dict | None = None) -> dict | None:
+
+def seed_champion(
+    shipped_name: str, cfg: RegisterConfig, scorer: Callable[[Path], dict[str, float]], eval_sets: dict | None = None
+) -> dict | None:
     """When `cfg.model_name` has no champion, register the shipped model `shipped_name` as its
     first version (an MLflow run `shipped-<name>` holds it) scored by `scorer` on the frozen sets;
     being first, it becomes champion. Returns its registration record, or None when a champion
     exists already."""
     import mlflow
-
     from cajnn import shipped
 
     if champion_version(cfg.model_name) is not None:
@@ -444,16 +488,34 @@ def seed_champion(shipped_name: str, cfg: RegisterConfig, scorer: Callable[[Path
     weights = shipped.weights_path(shipped_name)
     card = shipped.card(shipped_name)
     metrics = scorer(weights)
-    with mlflow.start_run(run_name=f"shipped-{shipped_name}", tags={
-        "source": "shipped model", "shipped_model": shipped_name, "preset": str(card.get("preset", "")),
-        "trained_in_run": str((card.get("mlflow_run") or {}).get("run_id", "")),
-        "weights_sha256": str(card.get("weights_sha256", ""))}) as run:
-        mlflow.log_params({"shipped_model": shipped_name, "model.preset": (card.get("model") or {}).get("preset"),
-                           "iterations": (card.get("training") or {}).get("iterations")})
+    with mlflow.start_run(
+        run_name=f"shipped-{shipped_name}",
+        tags={
+            "source": "shipped model",
+            "shipped_model": shipped_name,
+            "preset": str(card.get("preset", "")),
+            "trained_in_run": str((card.get("mlflow_run") or {}).get("run_id", "")),
+            "weights_sha256": str(card.get("weights_sha256", "")),
+        },
+    ) as run:
+        mlflow.log_params(
+            {
+                "shipped_model": shipped_name,
+                "model.preset": (card.get("model") or {}).get("preset"),
+                "iterations": (card.get("training") or {}).get("iterations"),
+            }
+        )
     uri = log_pyfunc(weights, run.info.run_id)
     text = (weights.parent / shipped.CARD_MD).read_text()
-    return register(uri, run.info.run_id, metrics, cfg, card=text.split("\n", 1)[1].strip(),
-                    extra={"shipped_model": shipped_name}, eval_sets=eval_sets)
+    return register(
+        uri,
+        run.info.run_id,
+        metrics,
+        cfg,
+        card=text.split("\n", 1)[1].strip(),
+        extra={"shipped_model": shipped_name},
+        eval_sets=eval_sets,
+    )
 
 
 def register(
@@ -504,9 +566,14 @@ def register(
     if decision.promote and champ is not None:
         now = champion_version(name, client)
         if now is None or now.version != champ.version:
-            decision = Decision(False, f"champion changed to version {now.version if now else 'none'} while "
-                                f"comparing with version {champ.version}; not promoted (register again)",
-                                decision.challenger_mean, decision.champion_mean, decision.worst_drop)
+            decision = Decision(
+                False,
+                f"champion changed to version {now.version if now else 'none'} while "
+                f"comparing with version {champ.version}; not promoted (register again)",
+                decision.challenger_mean,
+                decision.champion_mean,
+                decision.worst_drop,
+            )
     champion = mv.version if decision.promote else (champ.version if champ is not None else None)
     policy = {"min_gain": cfg.min_gain, "tolerance": cfg.tolerance, "rule": POLICY_RULE}
     model_id = logged_model_id(mv) or logged_model_id(model_uri)
@@ -524,8 +591,11 @@ def register(
         "champion_mean_psnr_y": "" if decision.champion_mean is None else f"{decision.champion_mean:.4f}",
         "worst_drop_db": "" if decision.worst_drop is None else f"{decision.worst_drop:.4f}",
         "promotion_policy": f"min_gain {cfg.min_gain} dB, tolerance {cfg.tolerance} dB",
-        **({"eval_sets": _sets_tag(eval_sets), "eval_qualities": ", ".join(map(str, eval_sets.get("qualities", [])))}
-           if eval_sets else {}),
+        **(
+            {"eval_sets": _sets_tag(eval_sets), "eval_qualities": ", ".join(map(str, eval_sets.get("qualities", [])))}
+            if eval_sets
+            else {}
+        ),
         **(extra or {}),
     }
     for key, value in _tags(tags).items():

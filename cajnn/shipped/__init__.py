@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-DEFAULT = "cpu-base"          # what `cajnn enhance` uses when there is no registry champion
+DEFAULT = "cpu-base"  # what `cajnn enhance` uses when there is no registry champion
 HERE = Path(__file__).resolve().parent
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"

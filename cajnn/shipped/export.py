@@ -34,8 +34,9 @@ def _sha256(path: Path) -> str:
 
 def _git_commit(root: Path) -> str:
     try:
-        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
 
@@ -60,8 +61,13 @@ def _data_sources(root: Path, inputs: list[str]) -> list[dict]:
         entry: dict = {"folder": folder}
         if manifest.is_file():
             m = json.loads(manifest.read_text())
-            entry.update(manifest_sha256=_sha256(manifest), images=m.get("images"), source=m.get("source"),
-                         licence=m.get("licence"), origin=m.get("origin"))
+            entry.update(
+                manifest_sha256=_sha256(manifest),
+                images=m.get("images"),
+                source=m.get("source"),
+                licence=m.get("licence"),
+                origin=m.get("origin"),
+            )
         out.append(entry)
     return out
 
@@ -82,12 +88,27 @@ def build_card(root: Path, name: str) -> tuple[dict, Path]:
         "preset": params.preset,
         "retrain": RETRAIN if name == params.preset else f"dvc exp run -S preset={params.preset}",
         "model": {"config": model_config, "params": run.get("params"), "preset": run.get("model_preset")},
-        "training": {k: run.get(k) for k in ("iterations", "optimizer_steps", "batch_size", "crop", "train_key",
-                                             "resumed_from", "val_psnr_y", "exported")},
+        "training": {
+            k: run.get(k)
+            for k in (
+                "iterations",
+                "optimizer_steps",
+                "batch_size",
+                "crop",
+                "train_key",
+                "resumed_from",
+                "val_psnr_y",
+                "exported",
+            )
+        },
         "mlflow_run": {"run_id": run.get("run_id"), "run_name": run.get("run_name")},
         "train_params": to_dict(params.train),
-        "data": {**(run.get("data") or {}), "profile_settings": to_dict(params.degrade.profiles[params.degrade.profile]),
-                 "stride": params.degrade.stride, "folders": _data_sources(root, list(params.degrade.inputs))},
+        "data": {
+            **(run.get("data") or {}),
+            "profile_settings": to_dict(params.degrade.profiles[params.degrade.profile]),
+            "stride": params.degrade.stride,
+            "folders": _data_sources(root, list(params.degrade.inputs)),
+        },
         "evaluation": {
             "protocol": "PSNR-Y / SSIM-Y, border 4; MATLAB bicubic x1/4 then JPEG (4:2:0) at each QF",
             "sets": {k: v for k, v in to_dict(params.evaluate).get("sets", {}).items()},
@@ -105,28 +126,44 @@ def card_markdown(card: dict) -> str:
     from cajnn.serving.registry import model_card
 
     ev = card["evaluation"]
-    gains_rows = "\n".join(f"| {k.split('/')[0]} | {k.split('/qf')[1]} | {v:+.2f} | "
-                           f"{ev['gain_over_bicubic_db_self_ensemble'].get(k, float('nan')):+.2f} |"
-                           for k, v in ev["gain_over_bicubic_db"].items())
-    sources = "\n".join(f"- `{s['folder']}`: {s.get('images', '?')} images from `{s.get('source', '?')}`; "
-                        f"licence: {s.get('licence') or 'see the source'}" for s in card["data"]["folders"])
-    training = {**card["training"], **card["mlflow_run"], "params": card["model"]["params"],
-                "model_preset": card["model"]["preset"], "preset": card["preset"], "data": card["data"]}
-    return "\n\n".join([
-        f"# Shipped model `{card['name']}`",
-        "CAJNN that removes JPEG artifacts and upscales x4 in one pass, trained by this project's own "
-        f"pipeline (preset `{card['preset']}`) on a 2-core CPU. It is what `cajnn enhance` uses when no "
-        "registry champion exists, and what `register` seeds an empty registry with.",
-        "## Gains over bicubic on the held-out photos (PSNR-Y, dB)",
-        "| Set | QF | CAJNN | self-ensembled |\n|---|---|---|---|\n" + gains_rows,
-        model_card(card["model"]["config"], training, ev["metrics"]),
-        "## Data and licences",
-        "Training images (nothing else was used; other photo and wallpaper collections are kept for held-out "
-        "checks):\n" + sources,
-        "## Retrain",
-        f"`{card['retrain']}` (code at commit `{card['commit'][:12]}`), then `python -m cajnn.shipped.export "
-        f"--name {card['name']}`. Weights sha256 `{card['weights_sha256']}`.",
-    ]) + "\n"
+    gains_rows = "\n".join(
+        f"| {k.split('/')[0]} | {k.split('/qf')[1]} | {v:+.2f} | "
+        f"{ev['gain_over_bicubic_db_self_ensemble'].get(k, float('nan')):+.2f} |"
+        for k, v in ev["gain_over_bicubic_db"].items()
+    )
+    sources = "\n".join(
+        f"- `{s['folder']}`: {s.get('images', '?')} images from `{s.get('source', '?')}`; "
+        f"licence: {s.get('licence') or 'see the source'}"
+        for s in card["data"]["folders"]
+    )
+    training = {
+        **card["training"],
+        **card["mlflow_run"],
+        "params": card["model"]["params"],
+        "model_preset": card["model"]["preset"],
+        "preset": card["preset"],
+        "data": card["data"],
+    }
+    return (
+        "\n\n".join(
+            [
+                f"# Shipped model `{card['name']}`",
+                "CAJNN that removes JPEG artifacts and upscales x4 in one pass, trained by this project's own "
+                f"pipeline (preset `{card['preset']}`) on a 2-core CPU. It is what `cajnn enhance` uses when no "
+                "registry champion exists, and what `register` seeds an empty registry with.",
+                "## Gains over bicubic on the held-out photos (PSNR-Y, dB)",
+                "| Set | QF | CAJNN | self-ensembled |\n|---|---|---|---|\n" + gains_rows,
+                model_card(card["model"]["config"], training, ev["metrics"]),
+                "## Data and licences",
+                "Training images (nothing else was used; other photo and wallpaper collections are kept for held-out "
+                "checks):\n" + sources,
+                "## Retrain",
+                f"`{card['retrain']}` (code at commit `{card['commit'][:12]}`), then `python -m cajnn.shipped.export "
+                f"--name {card['name']}`. Weights sha256 `{card['weights_sha256']}`.",
+            ]
+        )
+        + "\n"
+    )
 
 
 def export(root: Path, name: str, dest: Path = HERE) -> Path:
@@ -134,8 +171,10 @@ def export(root: Path, name: str, dest: Path = HERE) -> Path:
     card, weights = build_card(root, name)
     size = weights.stat().st_size + config_path_for(weights).stat().st_size
     if size > MAX_BYTES:
-        raise ValueError(f"{weights} is {size / 2**20:.1f} MiB; a shipped model may add at most "
-                         f"{MAX_BYTES / 2**20:.0f} MiB to the package")
+        raise ValueError(
+            f"{weights} is {size / 2**20:.1f} MiB; a shipped model may add at most "
+            f"{MAX_BYTES / 2**20:.0f} MiB to the package"
+        )
     with atomic_dir(dest / name) as out:
         shutil.copyfile(weights, out / WEIGHTS_FILE)
         shutil.copyfile(config_path_for(weights), config_path_for(out / WEIGHTS_FILE))

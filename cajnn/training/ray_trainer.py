@@ -99,9 +99,12 @@ class _Reporter:
         if len(metrics) > 1:
             self.logger.metrics({k: v for k, v in metrics.items() if k != "iteration"}, it)
             if self.rank == 0:  # goes to Ray's worker log; the driver shows the progress bar
-                print(f"[train] it {it}/{trainer.cfg.iterations} loss {metrics['loss']:.4f} "
-                      f"lr {metrics['lr']:.2e} {metrics['samples_per_s']:.1f} samples/s, "
-                      f"data wait {metrics['data_wait_fraction']:.1%}", flush=True)
+                print(
+                    f"[train] it {it}/{trainer.cfg.iterations} loss {metrics['loss']:.4f} "
+                    f"lr {metrics['lr']:.2e} {metrics['samples_per_s']:.1f} samples/s, "
+                    f"data wait {metrics['data_wait_fraction']:.1%}",
+                    flush=True,
+                )
             self.poster.post(force=True, iteration=it, loss=metrics["loss"])
         if not checkpoint_now:
             # No ray.train.report here: each one is a round trip to the Train controller
@@ -112,8 +115,10 @@ class _Reporter:
             metrics["replica_param_spread"] = spread
             self.logger.metrics({"replica_param_spread": spread}, it)
             if spread != 0.0:  # DDP all-reduces gradients: the replicas must stay identical
-                raise RuntimeError(f"data-parallel replicas differ at iteration {it} (parameter checksums "
-                                   f"spread {spread:g}); check that every worker runs the same code and torch")
+                raise RuntimeError(
+                    f"data-parallel replicas differ at iteration {it} (parameter checksums "
+                    f"spread {spread:g}); check that every worker runs the same code and torch"
+                )
         if self.rank == 0 and self.val_pairs:
             self.poster.post(force=True, status="validating")
             val, sample = trainer.validate(self.val_pairs)
@@ -135,7 +140,9 @@ def _streamed_batches(shard: Any, trainer: Trainer) -> Iterator[Batch]:
     while True:
         got_any = False
         for batch in shard.iter_batches(
-            batch_size=cfg.batch_size, batch_format="numpy", drop_last=True,
+            batch_size=cfg.batch_size,
+            batch_format="numpy",
+            drop_last=True,
             local_shuffle_buffer_size=max(4 * cfg.batch_size, 256),
             local_shuffle_seed=stable_seed(cfg.seed, "shuffle", trainer.rank, epoch, trainer.iteration) % 2**31,
             prefetch_batches=2,
@@ -227,7 +234,7 @@ def storage(cfg: TrainConfig) -> tuple[str, Any]:
 
     url = urlparse(cfg.storage_endpoint_url)
     fs = pyarrow.fs.S3FileSystem(endpoint_override=url.netloc or url.path, scheme=url.scheme or "https")
-    return cfg.storage_path[len("s3://"):], fs
+    return cfg.storage_path[len("s3://") :], fs
 
 
 def check_cluster_stores(cfg: TrainConfig, tracking_uri: str, ray_address: str) -> str | None:
@@ -241,10 +248,13 @@ def check_cluster_stores(cfg: TrainConfig, tracking_uri: str, ray_address: str) 
         raise ConfigError(
             f"mlflow.tracking_uri {tracking_uri!r} is a file on this machine, but ray.address {ray_address!r} is a "
             "cluster whose training workers log to MLflow themselves: use a tracking server every node reaches "
-            "(`mlflow.tracking_uri: http://HOST:5000` or MLFLOW_TRACKING_URI; infra/compose.yaml runs one)")
+            "(`mlflow.tracking_uri: http://HOST:5000` or MLFLOW_TRACKING_URI; infra/compose.yaml runs one)"
+        )
     if not cfg.storage_path.startswith("s3://"):
-        return (f"train.storage_path {cfg.storage_path!r} is a local folder: on a cluster every node must mount it "
-                "at the same path (NFS), else use s3://")
+        return (
+            f"train.storage_path {cfg.storage_path!r} is a local folder: on a cluster every node must mount it "
+            "at the same path (NFS), else use s3://"
+        )
     return None
 
 
@@ -317,18 +327,25 @@ def fit(
     if progress and not in_memory:
         print(f"[train] patches streamed by Ray Data from {len(shards)} shards (local://, each worker its part)")
     if not in_memory and cfg.balance != "patch":
-        print(f"[train] note: train.balance {cfg.balance!r} applies to patch sets held in memory; this one is "
-              "streamed and sampled by patch", file=sys.stderr)
+        print(
+            f"[train] note: train.balance {cfg.balance!r} applies to patch sets held in memory; this one is "
+            "streamed and sampled by patch",
+            file=sys.stderr,
+        )
     # A small set goes to the workers through the object store, a large one through Ray Data.
     # No Ray Data for the small set means two fewer Ray processes (its split coordinator and
     # stats actor) for the whole run: every Ray process wakes 100 times a second, and on 2
     # cores each wake-up stalls a torch thread (benchmarks/README.md, bench_train).
     patches_ref = ray.put(load_patch_set(data_dir)) if in_memory else None
-    streamed = {} if in_memory else {
-        "datasets": {"train": train_dataset(shards)},
-        # the worker's shard iterator keeps the block order too (see train_dataset)
-        "dataset_config": ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
-    }
+    streamed = (
+        {}
+        if in_memory
+        else {
+            "datasets": {"train": train_dataset(shards)},
+            # the worker's shard iterator keeps the block order too (see train_dataset)
+            "dataset_config": ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True)),
+        }
+    )
     bar = progress_bar(cfg.iterations) if progress else contextlib.nullcontext()
     with bar as board:
         trainer = TorchTrainer(
@@ -346,8 +363,11 @@ def fit(
             scaling_config=ray.train.ScalingConfig(
                 num_workers=cfg.num_workers,
                 use_gpu=use_gpu,
-                resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if use_gpu else {}),
-                                      **dict(task_resources or {})},
+                resources_per_worker={
+                    "CPU": cfg.cpus_per_worker,
+                    **({"GPU": 1} if use_gpu else {}),
+                    **dict(task_resources or {}),
+                },
             ),
             run_config=ray.train.RunConfig(
                 name=run_name,

@@ -96,8 +96,10 @@ class Trainer:
         # a CAR network keeps the LR size; the others upscale (by the data's scale, checked by the loss)
         if (int(self.net.config["scale"]) == 1) != (cfg.task == "car"):
             need = "1" if cfg.task == "car" else "above 1"
-            raise ValueError(f"train.task {cfg.task!r} needs a network of scale {need}; "
-                             f"{cfg.model.preset!r} has scale {self.net.config['scale']}")
+            raise ValueError(
+                f"train.task {cfg.task!r} needs a network of scale {need}; "
+                f"{cfg.model.preset!r} has scale {self.net.config['scale']}"
+            )
         self.autocast, self.channels_last = precision(cfg, self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
@@ -139,9 +141,17 @@ class Trainer:
 
     def save(self, directory: str | Path, metrics: dict[str, Any] | None = None) -> None:
         save_training_state(
-            directory, self.net, self.optimizer, self.scheduler, self.iteration, self.rng,
-            extra={"optimizer_steps": self.optimizer_steps, "metrics": metrics or {},
-                   "resumed_from": self.resumed_from},
+            directory,
+            self.net,
+            self.optimizer,
+            self.scheduler,
+            self.iteration,
+            self.rng,
+            extra={
+                "optimizer_steps": self.optimizer_steps,
+                "metrics": metrics or {},
+                "resumed_from": self.resumed_from,
+            },
         )
 
     @property
@@ -159,7 +169,9 @@ class Trainer:
         probabilities `p` (the trainer's RNG, so a resumed run draws what an uninterrupted one
         would have)."""
         n = len(patches)
-        idx = self.rng.integers(0, n, self.cfg.batch_size) if p is None else self.rng.choice(n, self.cfg.batch_size, p=p)
+        idx = (
+            self.rng.integers(0, n, self.cfg.batch_size) if p is None else self.rng.choice(n, self.cfg.batch_size, p=p)
+        )
         return patches.hr[idx], patches.lr[idx]
 
     # -- one iteration ----------------------------------------------------------------------
@@ -182,8 +194,18 @@ class Trainer:
         lr_t = lr_t.to(self.device, non_blocking=True).contiguous(memory_format=layout)
         t1 = time.perf_counter()
         self.step_lr = self.optimizer.param_groups[0]["lr"]
-        loss = train_step(self.model, self.optimizer, self.loss_fn, lr_t, hr_t, self.guard,
-                          self.cfg.aux_lr_weight, clean, self.cfg.grad_clip, self.autocast)
+        loss = train_step(
+            self.model,
+            self.optimizer,
+            self.loss_fn,
+            lr_t,
+            hr_t,
+            self.guard,
+            self.cfg.aux_lr_weight,
+            clean,
+            self.cfg.grad_clip,
+            self.autocast,
+        )
         self.scheduler.step()
         self.iteration += 1
         self._last_end = time.perf_counter()
@@ -202,8 +224,12 @@ class Trainer:
 
     def window_metrics(self) -> dict[str, float]:
         """The metrics of the iterations since the last call (then a new window starts)."""
-        metrics = {"iteration": self.iteration, "lr": self.step_lr, "skipped_steps": self.guard.skipped,
-                   **self.window.summary()}
+        metrics = {
+            "iteration": self.iteration,
+            "lr": self.step_lr,
+            "skipped_steps": self.guard.skipped,
+            **self.window.summary(),
+        }
         self.window = Window()
         return metrics
 
@@ -219,8 +245,12 @@ class Trainer:
 Callback = Callable[[Trainer, "dict[str, float] | None", bool], None]
 
 
-def run(trainer: Trainer, batches: Iterable[Batch], on_event: Callback | None = None,
-        on_step: Callable[[Trainer], None] | None = None) -> None:
+def run(
+    trainer: Trainer,
+    batches: Iterable[Batch],
+    on_event: Callback | None = None,
+    on_step: Callable[[Trainer], None] | None = None,
+) -> None:
     """Step `trainer` over `batches` until `cfg.iterations`. At each log point and each
     checkpoint point, `on_event(trainer, metrics or None, checkpoint_now)` is called (metrics:
     the window since the last log point, on log points only); `on_step(trainer)` after every

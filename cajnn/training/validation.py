@@ -59,8 +59,9 @@ def task_pair(pair: ValPair, task: str) -> tuple[np.ndarray, np.ndarray]:
     return (pair.lr, clean) if task == "car" else (clean, pair.hr)
 
 
-def validate(model: nn.Module, pairs: Sequence[ValPair], crop: int = 4,
-             task: str = "joint") -> tuple[dict[str, float], np.ndarray | None]:
+def validate(
+    model: nn.Module, pairs: Sequence[ValPair], crop: int = 4, task: str = "joint"
+) -> tuple[dict[str, float], np.ndarray | None]:
     """Mean PSNR-Y / SSIM-Y over the pairs (and per QF), and a side-by-side sample image
     (input nearest-upscaled | bicubic (joint only) | output | target) of the first pair."""
     if not pairs:

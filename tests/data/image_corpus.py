@@ -17,9 +17,7 @@ def photo_like(h: int, w: int, seed: int = 0) -> np.ndarray:
     """Smooth gradients + texture + noise: compresses like a photo, not like white noise."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
-    base = np.stack(
-        [x * 255.0 / w, y * 255.0 / h, 128 + 90 * np.sin(x / (5.0 + seed)) * np.cos(y / 7.0)], -1
-    )
+    base = np.stack([x * 255.0 / w, y * 255.0 / h, 128 + 90 * np.sin(x / (5.0 + seed)) * np.cos(y / 7.0)], -1)
     return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
 
 
@@ -30,7 +28,12 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (8-bit RGB) with a tiny bogus IDAT."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _encoded(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -63,9 +66,11 @@ def build_corpus(folder: Path, h: int = 112, w: int = 144) -> dict[str, list[str
         "rgb.png": _encoded(Image.fromarray(rgb), "PNG"),
         "gray.png": _encoded(Image.fromarray(rgb[..., 1]), "PNG"),
         "la.png": _encoded(Image.fromarray(np.dstack([rgb[..., 0], np.full((h, w), 200, np.uint8)]), "LA"), "PNG"),
-        "rgba.png": _encoded(Image.fromarray(np.dstack([rgb, np.linspace(0, 255, w, dtype=np.uint8)[None].repeat(h, 0)]), "RGBA"), "PNG"),
+        "rgba.png": _encoded(
+            Image.fromarray(np.dstack([rgb, np.linspace(0, 255, w, dtype=np.uint8)[None].repeat(h, 0)]), "RGBA"), "PNG"
+        ),
         "cmyk.jpg": _encoded(Image.fromarray(rgb).convert("CMYK"), "JPEG", quality=95),
-        "deep16.png": _encoded(Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)), "PNG"),
+        "deep16.png": _encoded(Image.fromarray(rgb[..., 0].astype(np.uint16) * 257), "PNG"),
         "tiff.tif": _encoded(Image.fromarray(photo_like(h, w, 1)), "TIFF"),
         "bitmap.bmp": _encoded(Image.fromarray(photo_like(h, w, 2)), "BMP"),
         "jpeg_named.png": _encoded(Image.fromarray(photo_like(h, w, 3)), "JPEG", quality=90),

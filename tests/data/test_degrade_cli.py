@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from image_corpus import BROKEN, build_corpus, photo_like
 from PIL import Image, JpegImagePlugin
 from typer.testing import CliRunner
 
@@ -17,7 +18,6 @@ from cajnn.cli import app
 from cajnn.data.image_io import load_rgb
 from cajnn.degradation import jpeg_encode, matlab_imresize, modcrop
 from cajnn.evaluation import degrade_for_test
-from image_corpus import BROKEN, build_corpus, photo_like
 
 REPO = Path(__file__).resolve().parents[2]
 PARAMS = ["--params", str(REPO / "params.yaml")]
@@ -138,7 +138,9 @@ def test_custom_params_profile(photos, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["degrade"]["profiles"]["mine"] = {"scale": 2, "qf_values": [15], "subsampling": "444", "grid_offset": 3}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    res = run(photos / "a.png", tmp_path / "out", "--profile", "mine", "--params", tmp_path / "params.yaml", "--save-hr")
+    res = run(
+        photos / "a.png", tmp_path / "out", "--profile", "mine", "--params", tmp_path / "params.yaml", "--save-hr"
+    )
     assert res.exit_code == 0, res.output
     d = report(tmp_path / "out")["done"][0]
     assert d["quality"] == 15

@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from image_corpus import BROKEN, build_corpus, photo_like
 from PIL import Image
 
 from cajnn.config import DegradeConfig, ProfileConfig, from_dict, to_dict
 from cajnn.data.shards import SCHEMA, decode_patches, degrade_to_shard
-
-from image_corpus import BROKEN, build_corpus, photo_like
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +34,8 @@ RUN = textwrap.dedent(
     from cajnn.config import DegradeConfig, from_dict
     from pipelines.degrade import degrade_all, list_items
 
-    num_cpus, in_flight, root, out, cfg = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), json.loads(sys.argv[5])
+    num_cpus, in_flight = int(sys.argv[1]), int(sys.argv[2])
+    root, out, cfg = Path(sys.argv[3]), Path(sys.argv[4]), json.loads(sys.argv[5])
     cfg = from_dict(DegradeConfig, cfg)
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20)
     try:
@@ -53,16 +53,27 @@ RUN = textwrap.dedent(
 PROFILES = {
     "paper": ProfileConfig(),
     "mixed": ProfileConfig(
-        resize="pillow_lanczos", qf_values=[20, 50, 80], qf_weights=[1, 2, 1], compressions=2,
-        recompress_quality="draw", grid_offset=5, subsampling="422",
+        resize="pillow_lanczos",
+        qf_values=[20, 50, 80],
+        qf_weights=[1, 2, 1],
+        compressions=2,
+        recompress_quality="draw",
+        grid_offset=5,
+        subsampling="422",
     ),
 }
 
 
 def stage_config(root: Path, profile: str) -> DegradeConfig:
     return DegradeConfig(
-        inputs=["photos", "corpus"], out="unused", profile=profile, profiles=PROFILES,
-        qualities_per_image=2, patch_size=16, stride=8, seed=11,
+        inputs=["photos", "corpus"],
+        out="unused",
+        profile=profile,
+        profiles=PROFILES,
+        qualities_per_image=2,
+        patch_size=16,
+        stride=8,
+        seed=11,
     )
 
 
@@ -72,7 +83,11 @@ def run_stage(root: Path, out: Path, cfg: DegradeConfig, num_cpus: int, blocks: 
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
         [sys.executable, "-c", RUN, str(num_cpus), str(blocks), str(root), str(out), json.dumps(to_dict(cfg))],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads((out / "manifest.json").read_text())
@@ -121,10 +136,23 @@ def test_shards_equal_in_process_result(stage_runs, tmp_path):
 
 def test_manifest_counts_and_skipped_reasons(stage_runs):
     root, cfg, man, _ = stage_runs
-    corpus_good = {"rgb.png", "gray.png", "la.png", "rgba.png", "cmyk.jpg", "deep16.png", "tiff.tif",
-                   "bitmap.bmp", "jpeg_named.png", "palette.png", "rotated.jpg"}
+    corpus_good = {
+        "rgb.png",
+        "gray.png",
+        "la.png",
+        "rgba.png",
+        "cmyk.jpg",
+        "deep16.png",
+        "tiff.tif",
+        "bitmap.bmp",
+        "jpeg_named.png",
+        "palette.png",
+        "rotated.jpg",
+    }
     used = {s["source"] for s in man["shards"]}
-    assert used == {f"photos/p{i}.png" for i in range(4)} | {"photos/nested/deep.png"} | {f"corpus/{n}" for n in corpus_good}
+    assert used == {f"photos/p{i}.png" for i in range(4)} | {"photos/nested/deep.png"} | {
+        f"corpus/{n}" for n in corpus_good
+    }
     reasons = {s["file"]: s["reason"] for s in man["skipped"]}
     assert set(reasons) == {f"corpus/{n}" for n in BROKEN} | {"photos/tiny.png"}
     for name, expected in BROKEN.items():
@@ -200,5 +228,3 @@ def test_list_items_rejects_clashing_relpaths(tmp_path):
     assert items == [{"path": str(tmp_path / "a/same/x.png"), "relpath": "same/x.png"}]
     with pytest.raises(ValueError, match="distinct names"):
         list_items(["a/same", "b/same"], tmp_path)
-
-

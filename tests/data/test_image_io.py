@@ -324,7 +324,7 @@ def test_save_rgb_failure_leaves_no_temp_and_keeps_old_file(tmp_path):
     save_rgb(good, target)
     before = target.read_bytes()
     bad = np.zeros((4, 4, 3), np.float64)  # Pillow cannot build an image from float64 RGB
-    with pytest.raises(Exception):
+    with pytest.raises((TypeError, ValueError)):
         save_rgb(bad, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["keep.png"]
@@ -362,7 +362,9 @@ def test_16bit_rgb_png_becomes_8bit_rgb(tmp_path):
     rows = [b"\x00" + np.array([[65535, 0, 257], [32896, 65535, 0]], ">u2").tobytes()]
     body = zlib.compress(b"".join(rows))
     ihdr = struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0)
-    (tmp_path / "d.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b""))
+    (tmp_path / "d.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b"")
+    )
     out = load_rgb(tmp_path / "d.png")
     assert out.shape == (1, 2, 3) and out.dtype == np.uint8
     assert tuple(out[0, 0]) == (255, 0, 1) and tuple(out[0, 1]) == (128, 255, 0)

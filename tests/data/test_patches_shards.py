@@ -102,9 +102,7 @@ PROFILE = ProfileConfig(qf_min=30, qf_max=60)
 
 
 def make_cfg(seed: int = 0, **kw) -> DegradeConfig:
-    base = dict(
-        profile="web", profiles={"web": PROFILE}, patch_size=16, stride=12, qualities_per_image=2, seed=seed
-    )
+    base = dict(profile="web", profiles={"web": PROFILE}, patch_size=16, stride=12, qualities_per_image=2, seed=seed)
     base.update(kw)
     return DegradeConfig(**base)
 
@@ -267,8 +265,12 @@ def test_flat_patches_are_left_out_and_counted(tmp_path):
     out_kept.mkdir()
     cfg = DegradeConfig(qualities_per_image=2, patch_size=16, stride=16)
     every = degrade_to_shard(str(tmp_path / "half.png"), "t/half.png", str(out_all), cfg)
-    kept = degrade_to_shard(str(tmp_path / "half.png"), "t/half.png", str(out_kept),
-                            DegradeConfig(qualities_per_image=2, patch_size=16, stride=16, min_patch_std=4.0))
+    kept = degrade_to_shard(
+        str(tmp_path / "half.png"),
+        "t/half.png",
+        str(out_kept),
+        DegradeConfig(qualities_per_image=2, patch_size=16, stride=16, min_patch_std=4.0),
+    )
     assert every.flat == 0 and every.rows == 36  # 3 x 6 LR positions, 2 draws
     assert kept.flat == every.rows // 4  # half of the 3x6 positions, out of 2 draws each
     assert kept.rows == every.rows // 2

@@ -27,21 +27,23 @@ def IGNORE(directory: str, names: list[str]) -> set[str]:
     return skip
 
 
-
 def project_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
     env["RAY_USAGE_STATS_ENABLED"] = "0"
-    env.setdefault("GIT_AUTHOR_NAME", "test"); env.setdefault("GIT_AUTHOR_EMAIL", "test@localhost")
-    env.setdefault("GIT_COMMITTER_NAME", "test"); env.setdefault("GIT_COMMITTER_EMAIL", "test@localhost")
+    env.setdefault("GIT_AUTHOR_NAME", "test")
+    env.setdefault("GIT_AUTHOR_EMAIL", "test@localhost")
+    env.setdefault("GIT_COMMITTER_NAME", "test")
+    env.setdefault("GIT_COMMITTER_EMAIL", "test@localhost")
     return env
 
 
 def run(args: list[str], cwd: Path, timeout: int = 600, env: dict[str, str] | None = None) -> str:
     """Run `args` in the project's environment (plus `env`); its output, or fail with it."""
-    proc = subprocess.run(args, cwd=cwd, env={**project_env(), **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        args, cwd=cwd, env={**project_env(), **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}"
     return out

@@ -24,7 +24,9 @@ def test_two_workers_train_consistent_replicas_and_resume(tmp_path):
     record = json.loads((project / "models" / "run.json").read_text())
     assert record["iterations"] == 12
     with sqlite3.connect(project / "mlflow" / "mlflow.db") as db:
-        spread = db.execute("select step, value from metrics where key = 'replica_param_spread' order by step").fetchall()
+        spread = db.execute(
+            "select step, value from metrics where key = 'replica_param_spread' order by step"
+        ).fetchall()
     assert spread == [(6, 0.0), (12, 0.0)]  # checked at both checkpoints: the replicas agree
     first = load_weights(project / "models" / "cajnn.safetensors").state_dict()
 

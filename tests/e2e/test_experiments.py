@@ -16,8 +16,9 @@ pytestmark = pytest.mark.slow
 
 def _committed_outputs() -> list[str]:
     """The small `cache: false` outputs the repository commits (what a fresh clone has)."""
-    out = subprocess.run(["git", "ls-files", "models", "reports"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        ["git", "ls-files", "models", "reports"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert "reports/metrics.json" in out and "models/train_curve.csv" in out, out
     return out
 
@@ -47,6 +48,9 @@ def test_exp_run_with_a_preset_lists_effective_params_and_diffs_metrics_and_plot
     assert "PSNR-Y vs JPEG quality" in (tmp_path / "plots" / "index.html").read_text()
 
     table = json.loads(run(["dvc", "exp", "show", "--json"], project))
-    names = [exp.get("name") for rev in table for exp in [rev, *(e for r in rev.get("experiments") or []
-                                                                 for e in r.get("revs") or [])]]
+    names = [
+        exp.get("name")
+        for rev in table
+        for exp in [rev, *(e for r in rev.get("experiments") or [] for e in r.get("revs") or [])]
+    ]
     assert "micro-try" in names, names

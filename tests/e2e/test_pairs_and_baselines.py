@@ -27,9 +27,14 @@ MICRO_BASELINES = {  # one chain and the SR-only row (DnCNN's chain is the same 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    return make_project(tmp_path_factory.mktemp("pairs-baselines"), preset="micro",
-                        fetch={"sources": ["sample", "local:incoming/pairs"]}, degrade={"pairs": ["data/raw/pairs"]},
-                        baselines=MICRO_BASELINES, evaluate={"qualities": [10], "self_ensemble": False, "sweep_set": ""})
+    return make_project(
+        tmp_path_factory.mktemp("pairs-baselines"),
+        preset="micro",
+        fetch={"sources": ["sample", "local:incoming/pairs"]},
+        degrade={"pairs": ["data/raw/pairs"]},
+        baselines=MICRO_BASELINES,
+        evaluate={"qualities": [10], "self_ensemble": False, "sweep_set": ""},
+    )
 
 
 def test_pairs_through_dvc_repro(project):
@@ -77,4 +82,3 @@ def test_baselines_train_and_chains_are_scored(project):
     for label in ("Bicubic", "| CAJNN |", "RRDB (SR only)", "ARCNN + RRDB"):
         assert label in table, (label, table)
     assert "s / image" in table and "Training budgets" in table and "arcnn (arcnn-micro, car): 12 iterations" in table
-

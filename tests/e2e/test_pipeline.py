@@ -81,12 +81,25 @@ def test_downstream_stage_writes_tables_and_logs_them_to_mlflow(project, first_r
     run = client.get_run(run_id)
     assert run.data.metrics["downstream/text.qf10.cajnn.word_acc"] == down["text/qf10/cajnn/word_acc"]
     assert {a.path for a in client.list_artifacts(run_id, "downstream")} == {
-        "downstream/downstream.json", "downstream/downstream.md"}
+        "downstream/downstream.json",
+        "downstream/downstream.md",
+    }
 
 
-RAY_NOISE = ("split(1, equal=True)", "TrainingReport", "Reporting training result", "RayTrainWorker",
-             "TrainController", "SplitCoordinator", "Token authentication", "Started a local Ray instance",
-             "Progress bars disabled", "logging_progress", "streaming_executor", "INFO mlflow")
+RAY_NOISE = (
+    "split(1, equal=True)",
+    "TrainingReport",
+    "Reporting training result",
+    "RayTrainWorker",
+    "TrainController",
+    "SplitCoordinator",
+    "Token authentication",
+    "Started a local Ray instance",
+    "Progress bars disabled",
+    "logging_progress",
+    "streaming_executor",
+    "INFO mlflow",
+)
 
 
 def test_console_is_short_and_free_of_library_internals(first_repro):
@@ -108,9 +121,8 @@ def test_registry_starts_with_the_shipped_champion_and_the_trained_model_challen
     import pandas as pd
 
     import mlflow
-    from mlflow import MlflowClient
-
     from cajnn.serving.registry import recorded_psnr_y
+    from mlflow import MlflowClient
 
     record = json.loads((project / "reports" / "registry.json").read_text())
     assert record["seeded"]["version"] == 1 and record["seeded"]["shipped_model"] == "cpu-base"
@@ -178,9 +190,23 @@ def test_cli_enhance_folder_with_a_corrupt_file(project, first_repro, tmp_path):
     shutil.copy(project / "data" / "raw" / "sample-holdout" / "chelsea.png", src / "a.png")
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     proc = subprocess.run(
-        [sys.executable, "-m", "cajnn.cli", "enhance", str(src), "-o", str(tmp_path / "out"),
-         "--weights", str(project / "models" / "cajnn.safetensors"), "--tile", "64"],
-        capture_output=True, text=True, env=project_env(), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "cajnn.cli",
+            "enhance",
+            str(src),
+            "-o",
+            str(tmp_path / "out"),
+            "--weights",
+            str(project / "models" / "cajnn.safetensors"),
+            "--tile",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        env=project_env(),
+        timeout=300,
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "broken.jpg" in proc.stderr
@@ -193,26 +219,35 @@ def test_cli_enhance_without_a_model_option_uses_the_local_champion(project, fir
     from PIL import Image
 
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(tmp_path / "s.png")
-    proc = subprocess.run([sys.executable, "-m", "cajnn.cli", "enhance", str(tmp_path / "s.png"), "-o",
-                           str(tmp_path / "out")], cwd=project, capture_output=True, text=True, env=project_env(),
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cajnn.cli", "enhance", str(tmp_path / "s.png"), "-o", str(tmp_path / "out")],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=project_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     champion = json.loads((project / "reports" / "registry.json").read_text())["champion"]
     assert f"the local registry's champion, cajnn version {champion} (sqlite:///mlflow/mlflow.db)" in proc.stderr
     assert Image.open(tmp_path / "out" / "s.png").size == (40, 48)
 
 
-def test_dvc_push_to_s3_then_pull_into_a_fresh_clone_restores_patches_and_model(project, first_repro, moto_endpoint,
-                                                                                  tmp_path):
+def test_dvc_push_to_s3_then_pull_into_a_fresh_clone_restores_patches_and_model(
+    project, first_repro, moto_endpoint, tmp_path
+):
     """Two machines share data and models through a DVC remote: the real S3 protocol (moto)."""
     import boto3
 
     def dvc(*args: str, cwd: Path) -> str:
         return run(["dvc", *args], cwd, env=DUMMY_AWS)
 
-    boto3.client("s3", endpoint_url=moto_endpoint, **{k.lower(): v for k, v in DUMMY_AWS.items()
-                                                     if k != "AWS_DEFAULT_REGION"},
-                 region_name="us-east-1").create_bucket(Bucket="dvc-e2e")
+    boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        **{k.lower(): v for k, v in DUMMY_AWS.items() if k != "AWS_DEFAULT_REGION"},
+        region_name="us-east-1",
+    ).create_bucket(Bucket="dvc-e2e")
 
     def use_bucket(cwd: Path) -> None:
         dvc("remote", "add", "-f", "--local", "e2e", "s3://dvc-e2e", cwd=cwd)
@@ -256,13 +291,18 @@ def test_make_serve_from_a_clean_shell_answers_and_names_bad_requests(project, f
     port = free_port()
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
     log = (project / "serve.log").open("w")
-    proc = subprocess.Popen(["make", "serve", f"SERVE_PORT={port}"], cwd=project, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        ["make", "serve", f"SERVE_PORT={port}"],
+        cwd=project,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
     def post(value) -> tuple[int, dict]:
         body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[value]]}}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
-                                     {"Content-Type": "application/json"})
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=120) as resp:
                 return resp.status, json.loads(resp.read())
@@ -289,9 +329,11 @@ def test_make_serve_from_a_clean_shell_answers_and_names_bad_requests(project, f
 
         bomb = io.BytesIO()
         Image.new("L", (16000, 16000)).save(bomb, "PNG")  # 256 Mpx: over twice Pillow's limit
-        for value, expected in ((base64.b64encode(b"not an image").decode(), "cannot decode image"),
-                                ("", "image string is empty"),
-                                (base64.b64encode(bomb.getvalue()).decode(), "image too large")):
+        for value, expected in (
+            (base64.b64encode(b"not an image").decode(), "cannot decode image"),
+            ("", "image string is empty"),
+            (base64.b64encode(bomb.getvalue()).decode(), "image too large"),
+        ):
             status, answer = post(value)
             assert status == 400 and expected in answer["message"] and "row 0" in answer["message"], answer
         assert post(base64.b64encode(buf.getvalue()).decode())[0] == 200  # still serving

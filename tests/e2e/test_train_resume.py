@@ -39,8 +39,9 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     # The micro preset sets train.* itself, so the longer schedule goes into the preset file.
     preset = root / "conf" / "preset" / "micro.yaml"
     values = yaml.safe_load(preset.read_text())
-    values["train"].update(iterations=ITERATIONS, checkpoint_every=CHECKPOINT_EVERY, log_every=5,
-                           restart_every=ITERATIONS)
+    values["train"].update(
+        iterations=ITERATIONS, checkpoint_every=CHECKPOINT_EVERY, log_every=5, restart_every=ITERATIONS
+    )
     preset.write_text("# @package _global_\n" + yaml.safe_dump(values))
     write_params(root)
     run(["dvc", "repro", "degrade"], root)
@@ -48,8 +49,9 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     cmd = [sys.executable, "-m", "pipelines.train"]
     log = tmp_path / "first.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, cwd=root, env=project_env(), stdout=fh, stderr=subprocess.STDOUT,
-                                text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=project_env(), stdout=fh, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
     killed_after = None
     deadline = time.monotonic() + 300
     try:

@@ -46,7 +46,9 @@ def moto_endpoint(tmp_path_factory):
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     env = {**os.environ, **DUMMY_AWS}
     with open(log, "wb") as fh:
-        proc = subprocess.Popen([_moto_exe(), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [_moto_exe(), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

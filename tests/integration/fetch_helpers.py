@@ -41,8 +41,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server API
         srv = self.server
         with srv.lock:
-            srv.requests.append({"path": self.path, "range": self.headers.get("Range"),
-                                 "if_range": self.headers.get("If-Range")})
+            srv.requests.append(
+                {"path": self.path, "range": self.headers.get("Range"), "if_range": self.headers.get("If-Range")}
+            )
             item = srv.files.get(self.path)
             status = item.fail_first.pop(0) if item and item.fail_first else None
             cut = item.cut_after if item else None

@@ -38,8 +38,13 @@ class Stack:
         """Environment for a subprocess that uses this MLflow server (and S3 with dummy keys)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
         env.update(DUMMY_AWS)
-        env.update(MLFLOW_TRACKING_URI=self.mlflow_url, DVC_NO_ANALYTICS="1", RAY_USAGE_STATS_ENABLED="0",
-                   MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+        env.update(
+            MLFLOW_TRACKING_URI=self.mlflow_url,
+            DVC_NO_ANALYTICS="1",
+            RAY_USAGE_STATS_ENABLED="0",
+            MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
         env.update(extra)
         return env
 
@@ -89,16 +94,31 @@ def mlflow_stack(moto_url: str, config) -> Stack:
         return _STACK
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=moto_url, **{k.lower(): v for k, v in DUMMY_AWS.items() if k != "AWS_DEFAULT_REGION"},
-                      region_name=DUMMY_AWS["AWS_DEFAULT_REGION"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        **{k.lower(): v for k, v in DUMMY_AWS.items() if k != "AWS_DEFAULT_REGION"},
+        region_name=DUMMY_AWS["AWS_DEFAULT_REGION"],
+    )
     ensure_bucket(s3, ARTIFACT_BUCKET)
     workdir = Path(tempfile.mkdtemp(prefix="cajnn-mlflow-server-"))
     port = free_port()
     log = workdir / "server.log"
     env = {**os.environ, **DUMMY_AWS, "MLFLOW_S3_ENDPOINT_URL": moto_url}
-    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{workdir}/mlflow.db",
-           "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}/mlartifacts",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{workdir}/mlflow.db",
+        "--artifacts-destination",
+        f"s3://{ARTIFACT_BUCKET}/mlartifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -127,12 +147,16 @@ def ensure_bucket(s3, name: str) -> None:
 @contextlib.contextmanager
 def tracking(url: str):
     """Point this process's MLflow client at `url`; restore the previous setting after."""
-    import mlflow
     from mlflow.tracking._model_registry import utils as reg_utils
     from mlflow.tracking._tracking_service import utils as trk_utils
 
-    saved = (trk_utils._tracking_uri, reg_utils._registry_uri,
-             {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")})
+    import mlflow
+
+    saved = (
+        trk_utils._tracking_uri,
+        reg_utils._registry_uri,
+        {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")},
+    )
     mlflow.set_tracking_uri(url)
     mlflow.set_registry_uri(url)
     try:
@@ -147,6 +171,7 @@ def tracking(url: str):
 
 
 # --------------------------------------------------------------------------- models of known quality
+
 
 def make_weights(kind: str, path: Path) -> Path:
     """A micro CAJNN saved as safetensors + JSON.
@@ -186,12 +211,12 @@ def frozen_set(root: Path) -> Path:
     return folder
 
 
-def register_weights(weights: Path, name: str, experiment: str, eval_cfg, root: Path, gate: str | None = None,
-                     **cfg_kwargs) -> dict:
+def register_weights(
+    weights: Path, name: str, experiment: str, eval_cfg, root: Path, gate: str | None = None, **cfg_kwargs
+) -> dict:
     """Score `weights` on the frozen set, log them as a pyfunc in a new run, register them
     under `name` with the promotion policy (the champion rescored from the registry)."""
     import mlflow
-
     from cajnn.config import RegisterConfig
     from cajnn.serving.registry import log_pyfunc, register, score_weights
 
@@ -200,7 +225,13 @@ def register_weights(weights: Path, name: str, experiment: str, eval_cfg, root: 
     run = mlflow.MlflowClient().create_run(exp_id)
     metrics = score_weights(weights, eval_cfg, root)
     uri = log_pyfunc(weights, run.info.run_id)
-    record = register(uri, run.info.run_id, metrics, RegisterConfig(model_name=name, **cfg_kwargs),
-                      scorer=lambda w: score_weights(w, eval_cfg, root), gate=gate)
+    record = register(
+        uri,
+        run.info.run_id,
+        metrics,
+        RegisterConfig(model_name=name, **cfg_kwargs),
+        scorer=lambda w: score_weights(w, eval_cfg, root),
+        gate=gate,
+    )
     mlflow.MlflowClient().set_terminated(run.info.run_id)
     return record

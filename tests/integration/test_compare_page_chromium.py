@@ -77,14 +77,27 @@ PROBE = """<script>
 def chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        pytest.fail("headless Chromium is needed for this test and is not on PATH: scripts/setup.sh installs it "
-                    "(as root: apt-get install -y chromium fonts-liberation)", pytrace=False)
+        pytest.fail(
+            "headless Chromium is needed for this test and is not on PATH: scripts/setup.sh installs it "
+            "(as root: apt-get install -y chromium fonts-liberation)",
+            pytrace=False,
+        )
     return exe
 
 
 def run_chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-           f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args]
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -102,10 +115,17 @@ def page(tmp_path_factory) -> Path:
     for name, (h, w) in {"a": (96, 128), "b": (80, 80)}.items():
         y, x = np.mgrid[0:h, 0:w]
         base = np.stack([40 + 170 * x / w, 220 - 150 * y / h, 128 + 90 * np.sin(x / 3.0) * np.cos(y / 4.0)], -1)
-        Image.fromarray(np.clip(base + rng.normal(0, 5, base.shape), 0, 255).astype(np.uint8)).save(root / "set" /
-                                                                                                    f"{name}.png")
-    cfg = EvaluateConfig(sets={"tiny": "set", "absent": "nothing"}, qualities=[10, 40], self_ensemble=True,
-                         sweep_set="tiny", sweep_qualities=[10, 30, 50, 70, 90], samples=1)
+        Image.fromarray(np.clip(base + rng.normal(0, 5, base.shape), 0, 255).astype(np.uint8)).save(
+            root / "set" / f"{name}.png"
+        )
+    cfg = EvaluateConfig(
+        sets={"tiny": "set", "absent": "nothing"},
+        qualities=[10, 40],
+        self_ensemble=True,
+        sweep_set="tiny",
+        sweep_qualities=[10, 30, 50, 70, 90],
+        samples=1,
+    )
     torch.manual_seed(0)
     protocol = run_protocol(build_model("micro").eval(), cfg, root)
     out = root / "reports" / "compare.html"
@@ -118,8 +138,9 @@ def test_page_loads_cleanly_and_the_sliders_work(page, tmp_path):
     assert text.count("<head>") == 1
     probed = tmp_path / "probed.html"
     probed.write_text(text.replace("<head>", "<head>" + PROBE, 1))
-    proc = run_chromium(["--window-size=1400,1000", "--virtual-time-budget=5000", "--dump-dom",
-                         probed.as_uri()], tmp_path / "profile")
+    proc = run_chromium(
+        ["--window-size=1400,1000", "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()], tmp_path / "profile"
+    )
     found = re.search(r'<pre id="probe-result">(.*?)</pre>', proc.stdout, re.S)
     assert found, f"the probe wrote no result (Chromium exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     seen = json.loads(html.unescape(found.group(1)))
@@ -139,8 +160,10 @@ def test_page_loads_cleanly_and_the_sliders_work(page, tmp_path):
 
 def test_screenshot_is_not_blank(page, tmp_path):
     shot = tmp_path / "compare.png"
-    proc = run_chromium(["--window-size=1400,2200", "--virtual-time-budget=5000", f"--screenshot={shot}",
-                         page.as_uri()], tmp_path / "profile")
+    proc = run_chromium(
+        ["--window-size=1400,2200", "--virtual-time-budget=5000", f"--screenshot={shot}", page.as_uri()],
+        tmp_path / "profile",
+    )
     assert shot.is_file(), f"no screenshot (Chromium exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     assert console_lines(proc.stderr) == []
     pixels = np.asarray(Image.open(shot).convert("RGB"))

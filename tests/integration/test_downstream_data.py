@@ -42,8 +42,17 @@ def test_tesseract_keeps_the_order_of_a_batch_split_over_processes():
     """Pages with text, blank pages and several processes: every reading lands at its image."""
     cfg = DownstreamConfig(words=6, font_px=[48, 48])
     words = build_word_images(cfg)
-    plain = [render_word(w.text, next(f for f in cfg.fonts if f.endswith(w.font)), 48, np.full_like(w.hr, 235), 180,
-                         np.random.default_rng(0)) for w in words]
+    plain = [
+        render_word(
+            w.text,
+            next(f for f in cfg.fonts if f.endswith(w.font)),
+            48,
+            np.full_like(w.hr, 235),
+            180,
+            np.random.default_rng(0),
+        )
+        for w in words
+    ]
     blank = np.full((40, 120, 3), 255, np.uint8)
     images = [plain[0], blank, plain[1], blank, *plain[2:]]
     got = Tesseract().read(images, processes=3)

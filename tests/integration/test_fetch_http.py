@@ -34,15 +34,23 @@ def options(tmp_path: Path, registry: Path, http: HttpConfig = FAST_HTTP, **kw) 
     return FetchOptions.from_config(cfg, tmp_path, progress=False, **kw)
 
 
-def toy_registry(tmp_path: Path, url: str, body: bytes, *, name: str = "toy.zip", checksum: str | None = None,
-                 size: int | None = -1) -> Path:
+def toy_registry(
+    tmp_path: Path, url: str, body: bytes, *, name: str = "toy.zip", checksum: str | None = None, size: int | None = -1
+) -> Path:
     arc = {"url": url, "md5": checksum or md5(body)}
     if size is not None:
         arc["bytes"] = len(body) if size == -1 else size
-    return write_registry(tmp_path / "registry.yaml", {name: arc}, {
-        "toy": {"licence": "test licence", "default": ["hr"],
-                "parts": {"hr": {"archive": name, "member": "toy/HR", "to": "toy_HR", "images": 3}}},
-    })
+    return write_registry(
+        tmp_path / "registry.yaml",
+        {name: arc},
+        {
+            "toy": {
+                "licence": "test licence",
+                "default": ["hr"],
+                "parts": {"hr": {"archive": name, "member": "toy/HR", "to": "toy_HR", "images": 3}},
+            },
+        },
+    )
 
 
 def listing(folder: Path) -> set[str]:
@@ -65,7 +73,9 @@ def test_clean_download_and_extract_then_cache_hit(tmp_path, http_server):
     assert manifest["source"] == "toy:hr" and manifest["licence"] == "test licence"
     assert manifest["origin"]["archive_md5"] == md5(body) and manifest["origin"]["url"] == url
     for row in manifest["files"]:
-        assert row["sha256"] == sha256(TOY["toy/HR/" + row["file"]]) and row["bytes"] == len(TOY["toy/HR/" + row["file"]])
+        assert row["sha256"] == sha256(TOY["toy/HR/" + row["file"]]) and row["bytes"] == len(
+            TOY["toy/HR/" + row["file"]]
+        )
     assert manifest["skipped"] == [{"member": "toy/HR/readme.txt", "reason": "not an image file"}]
     summary = json.loads((opts.dest / "manifest.json").read_text())
     assert {f["file"] for f in summary["files"]} == {f"toy_HR/{f}" for f in TOY_HR}
@@ -84,9 +94,15 @@ def test_parts_of_one_tar_share_one_download(tmp_path, http_server):
     entries.update({"bench/A/LR/0x4.png": b"x"})
     body = make_tar(entries)
     url = http_server.add("/bench.tar", body)
-    reg = write_registry(tmp_path / "registry.yaml", {"bench.tar": {"url": url, "sha256": sha256(body)}}, {
-        "bench": {"parts": {s: {"archive": "bench.tar", "member": f"bench/{s}/HR", "to": f"bench/{s}/HR"} for s in "AB"}},
-    })
+    reg = write_registry(
+        tmp_path / "registry.yaml",
+        {"bench.tar": {"url": url, "sha256": sha256(body)}},
+        {
+            "bench": {
+                "parts": {s: {"archive": "bench.tar", "member": f"bench/{s}/HR", "to": f"bench/{s}/HR"} for s in "AB"}
+            },
+        },
+    )
     opts = options(tmp_path, reg)
     fetch_all(["bench"], opts, log=lambda m: None)
     assert listing(opts.dest / "bench" / "A" / "HR") == {"0.png", "1.png"}
@@ -170,8 +186,11 @@ def test_size_announced_by_the_server_is_checked_first(tmp_path, http_server):
     [
         ("zip-slip", lambda: make_zip({"toy/HR/ok.png": b"x", "toy/HR/../../../evil.png": b"x"}), r"'\.\.'"),
         ("tar-absolute", lambda: make_tar({"toy/HR/ok.png": b"x", "/tmp/evil.png": b"x"}), "absolute path"),
-        ("tar-symlink", lambda: make_tar({"toy/HR/ok.png": b"x"}, {"toy/HR/link.png": ("../../../../etc/passwd", tarfile.SYMTYPE)}),
-         "leaves the destination"),
+        (
+            "tar-symlink",
+            lambda: make_tar({"toy/HR/ok.png": b"x"}, {"toy/HR/link.png": ("../../../../etc/passwd", tarfile.SYMTYPE)}),
+            "leaves the destination",
+        ),
     ],
 )
 def test_unsafe_archives_are_rejected(tmp_path, http_server, kind, build, match):
@@ -219,13 +238,17 @@ def test_not_enough_disk_space_fails_before_downloading(tmp_path, http_server, m
 
 def test_adding_a_source_downloads_only_the_new_archive(tmp_path, http_server):
     a, b = make_zip({"a/HR/1.png": b"1" * 500}), make_tar({"b/HR/2.png": b"2" * 500})
-    reg = write_registry(tmp_path / "registry.yaml", {
-        "a.zip": {"url": http_server.add("/a.zip", a), "md5": md5(a)},
-        "b.tar": {"url": http_server.add("/b.tar", b), "md5": md5(b)},
-    }, {
-        "a": {"parts": {"hr": {"archive": "a.zip", "member": "a/HR", "to": "A"}}},
-        "b": {"parts": {"hr": {"archive": "b.tar", "member": "b/HR", "to": "B"}}},
-    })
+    reg = write_registry(
+        tmp_path / "registry.yaml",
+        {
+            "a.zip": {"url": http_server.add("/a.zip", a), "md5": md5(a)},
+            "b.tar": {"url": http_server.add("/b.tar", b), "md5": md5(b)},
+        },
+        {
+            "a": {"parts": {"hr": {"archive": "a.zip", "member": "a/HR", "to": "A"}}},
+            "b": {"parts": {"hr": {"archive": "b.tar", "member": "b/HR", "to": "B"}}},
+        },
+    )
     fetch_all(["a"], options(tmp_path, reg, dest=tmp_path / "run1"), log=lambda m: None)
     report = fetch_all(["a", "b"], options(tmp_path, reg, dest=tmp_path / "run2"), log=lambda m: None)
     assert [r["path"] for r in http_server.requests] == ["/a.zip", "/b.tar"]
@@ -234,12 +257,21 @@ def test_adding_a_source_downloads_only_the_new_archive(tmp_path, http_server):
 
 
 def test_manga109_from_a_user_url_with_checksum(tmp_path, http_server):
-    body = make_zip({"Manga109/images/AkkeraKanjinchou.png": b"m" * 300, "Manga109/images/Belmondo.png": b"n" * 300,
-                     "Manga109/readme.txt": b"terms"})
+    body = make_zip(
+        {
+            "Manga109/images/AkkeraKanjinchou.png": b"m" * 300,
+            "Manga109/images/Belmondo.png": b"n" * 300,
+            "Manga109/readme.txt": b"terms",
+        }
+    )
     url = http_server.add("/private/Manga109.zip", body)
-    reg = write_registry(tmp_path / "registry.yaml", {}, {
-        "bench": {"default": ["Manga109"], "parts": {"Manga109": {"user": "manga109", "to": "bench/Manga109/HR"}}},
-    })
+    reg = write_registry(
+        tmp_path / "registry.yaml",
+        {},
+        {
+            "bench": {"default": ["Manga109"], "parts": {"Manga109": {"user": "manga109", "to": "bench/Manga109/HR"}}},
+        },
+    )
     opts = options(tmp_path, reg, manga109=url, manga109_checksum=f"sha256:{sha256(body)}")
     fetch_all(["bench"], opts, log=lambda m: None)
     out = opts.dest / "bench" / "Manga109" / "HR"
@@ -260,14 +292,37 @@ def test_cli_fetch_same_behaviour(tmp_path, http_server):
     reg = toy_registry(tmp_path, url, body)
     dest, cache = tmp_path / "out", tmp_path / "cache"
     runner = CliRunner()
-    args = ["fetch", "toy", "sample", "--dest", str(dest), "--cache-dir", str(cache), "--registry", str(reg), "--no-progress"]
+    args = [
+        "fetch",
+        "toy",
+        "sample",
+        "--dest",
+        str(dest),
+        "--cache-dir",
+        str(cache),
+        "--registry",
+        str(reg),
+        "--no-progress",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert listing(dest / "toy_HR") == TOY_HR and (dest / "sample-train" / "astronaut.png").is_file()
 
     # adding to the folder keeps what is there; the summary lists both runs
-    res = runner.invoke(app, ["fetch", "local:" + str(dest / "sample-holdout"), "--dest", str(dest),
-                              "--cache-dir", str(cache), "--registry", str(reg), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "fetch",
+            "local:" + str(dest / "sample-holdout"),
+            "--dest",
+            str(dest),
+            "--cache-dir",
+            str(cache),
+            "--registry",
+            str(reg),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((dest / "manifest.json").read_text())
     assert {"toy_HR", "sample-train", "sample-holdout"} <= set(summary["datasets"])
@@ -287,14 +342,20 @@ def test_dvc_fetch_stage_is_a_no_op_and_adding_a_source_fetches_only_it(tmp_path
     from tests.e2e.project import make_project, ran, run
 
     a, b = make_zip({"a/HR/1.png": b"1" * 500}), make_zip({"b/HR/2.png": b"2" * 500})
-    reg = write_registry(tmp_path / "registry.yaml", {
-        "a.zip": {"url": http_server.add("/a.zip", a), "md5": md5(a)},
-        "b.zip": {"url": http_server.add("/b.zip", b), "md5": md5(b)},
-    }, {
-        "a": {"parts": {"hr": {"archive": "a.zip", "member": "a/HR", "to": "A"}}},
-        "b": {"parts": {"hr": {"archive": "b.zip", "member": "b/HR", "to": "B"}}},
-    })
-    project = make_project(tmp_path, fetch={"sources": ["a"], "registry": str(reg), "cache_dir": str(tmp_path / "cache")})
+    reg = write_registry(
+        tmp_path / "registry.yaml",
+        {
+            "a.zip": {"url": http_server.add("/a.zip", a), "md5": md5(a)},
+            "b.zip": {"url": http_server.add("/b.zip", b), "md5": md5(b)},
+        },
+        {
+            "a": {"parts": {"hr": {"archive": "a.zip", "member": "a/HR", "to": "A"}}},
+            "b": {"parts": {"hr": {"archive": "b.zip", "member": "b/HR", "to": "B"}}},
+        },
+    )
+    project = make_project(
+        tmp_path, fetch={"sources": ["a"], "registry": str(reg), "cache_dir": str(tmp_path / "cache")}
+    )
     assert ran(run(["dvc", "repro", "fetch"], project)) == ["fetch"]
     assert listing(project / "data" / "raw" / "A") == {"1.png"}
     assert ran(run(["dvc", "repro", "fetch"], project)) == []  # unchanged params: nothing runs

@@ -49,7 +49,9 @@ def get_calls(monkeypatch) -> list[str]:
 
     def counting(cfg, label="s3"):
         client = real(cfg, label)
-        client.meta.events.register("before-parameter-build.s3.GetObject", lambda params, **kw: calls.append(params["Key"]))
+        client.meta.events.register(
+            "before-parameter-build.s3.GetObject", lambda params, **kw: calls.append(params["Key"])
+        )
         return client
 
     monkeypatch.setattr(s3mod, "make_client", counting)
@@ -57,8 +59,11 @@ def get_calls(monkeypatch) -> list[str]:
 
 
 def options(tmp_path: Path, endpoint: str, dest: str = "raw", **s3) -> FetchOptions:
-    cfg = FetchConfig(dest=str(tmp_path / dest), cache_dir=str(tmp_path / "cache"),
-                      s3=S3Config(endpoint_url=endpoint, workers=4, **s3))
+    cfg = FetchConfig(
+        dest=str(tmp_path / dest),
+        cache_dir=str(tmp_path / "cache"),
+        s3=S3Config(endpoint_url=endpoint, workers=4, **s3),
+    )
     return FetchOptions.from_config(cfg, tmp_path, progress=False)
 
 
@@ -163,16 +168,46 @@ def test_cli_upload_and_fetch(tmp_path, moto_endpoint, bucket):
     from cajnn.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["fetch", f"s3://{bucket}/web/2024", "--dest", str(tmp_path / "out"),
-                              "--cache-dir", str(tmp_path / "cache"), "--endpoint-url", moto_endpoint, "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "fetch",
+            f"s3://{bucket}/web/2024",
+            "--dest",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--endpoint-url",
+            moto_endpoint,
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert listing(tmp_path / "out" / "2024") == WANTED
 
-    res = runner.invoke(app, ["upload", str(tmp_path / "out" / "2024"), f"s3://{bucket}/copy",
-                              "--endpoint-url", moto_endpoint, "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "upload",
+            str(tmp_path / "out" / "2024"),
+            f"s3://{bucket}/copy",
+            "--endpoint-url",
+            moto_endpoint,
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "4 uploaded" in res.output  # three images + the dataset manifest
 
-    res = runner.invoke(app, ["upload", str(tmp_path / "out" / "2024"), "s3://no-such-bucket-here/copy",
-                              "--endpoint-url", moto_endpoint, "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "upload",
+            str(tmp_path / "out" / "2024"),
+            "s3://no-such-bucket-here/copy",
+            "--endpoint-url",
+            moto_endpoint,
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 1 and "no-such-bucket-here" in res.output and "not found" in res.output

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -29,6 +28,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 # --------------------------------------------------------------------------- fast parts
+
 
 def test_run_key_changes_with_the_training_code_only(tmp_path):
     from pipelines.train import CODE_ROOT, TRAIN_CODE
@@ -77,18 +77,28 @@ def test_source_tags_say_commit_entry_point_and_dirty_tree(tmp_path):
     from cajnn.tracking import source_tags
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-c", "user.email=t@localhost", "-c", "user.name=t", *args], cwd=tmp_path,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-c", "user.email=t@localhost", "-c", "user.name=t", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     assert set(source_tags(tmp_path, tmp_path / "pipelines" / "train.py")) <= {
-        mt.MLFLOW_SOURCE_NAME, mt.MLFLOW_SOURCE_TYPE, mt.MLFLOW_USER}  # not a git repository: no git tags
+        mt.MLFLOW_SOURCE_NAME,
+        mt.MLFLOW_SOURCE_TYPE,
+        mt.MLFLOW_USER,
+    }  # not a git repository: no git tags
     git("init", "-q", "-b", "main")
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "train.py").write_text("# stage\n")
     (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
-    (tmp_path / "dvc.yaml").write_text("stages:\n  train:\n    cmd: python -m pipelines.train\n"
-                                       "    outs:\n      - models/run.json:\n          cache: false\n"
-                                       "    metrics:\n      - reports/metrics.json:\n          cache: false\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  train:\n    cmd: python -m pipelines.train\n"
+        "    outs:\n      - models/run.json:\n          cache: false\n"
+        "    metrics:\n      - reports/metrics.json:\n          cache: false\n"
+    )
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "run.json").write_text("{}\n")
     (tmp_path / "reports").mkdir()
@@ -114,12 +124,23 @@ def test_source_tags_say_commit_entry_point_and_dirty_tree(tmp_path):
 
 # --------------------------------------------------------------------------- against the server
 
+
 def _fake_manifest() -> dict:
     """A patch manifest as the degrade stage writes it (the fields the run start reads)."""
-    return {"format": "parquet", "images": 2, "lr_images": 8, "patches": 96, "patch_size_lr": 24,
-            "profile": "paper", "qualities_per_image": 4, "bytes": 123456,
-            "shards": [{"source": "sample-train/astronaut.png", "rows": 48},
-                       {"source": "sample-train/rocket.png", "rows": 48}]}
+    return {
+        "format": "parquet",
+        "images": 2,
+        "lr_images": 8,
+        "patches": 96,
+        "patch_size_lr": 24,
+        "profile": "paper",
+        "qualities_per_image": 4,
+        "bytes": 123456,
+        "shards": [
+            {"source": "sample-train/astronaut.png", "rows": 48},
+            {"source": "sample-train/rocket.png", "rows": 48},
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -127,16 +148,16 @@ def world(moto_endpoint, request, tmp_path_factory, one_torch_thread):
     """A project copy whose MLflow is the shared server, taken through the train stage's run
     start (created, failed, resumed under a DVC experiment), system metrics, evaluate and
     register."""
-    from mlflow import MlflowClient
-
     from cajnn.tracking import system_metrics, write_run_file
+    from mlflow import MlflowClient
     from tests.e2e.project import make_project
     from tests.integration.servers import frozen_set, make_weights, mlflow_stack
 
     stack = mlflow_stack(moto_endpoint, request.config)
     tmp = tmp_path_factory.mktemp("metadata")
     project = make_project(
-        tmp, preset="micro",
+        tmp,
+        preset="micro",
         mlflow={"experiment": EXPERIMENT},
         train={"val_sets": ["frozen/tiny"]},
         evaluate={"sets": {"holdout": "frozen/tiny"}, "qualities": [10, 40], "sweep_set": "", "self_ensemble": True},
@@ -150,18 +171,23 @@ def world(moto_endpoint, request, tmp_path_factory, one_torch_thread):
 
     def python(*args: str, what: str, **env: str) -> str:
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, *args], cwd=project, env=stack.env(**env), capture_output=True,
-                              text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, *args], cwd=project, env=stack.env(**env), capture_output=True, text=True, timeout=600
+        )
         timings[what] = time.perf_counter() - t0
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
         return proc.stdout
 
     # The train stage's run start, in a process of its own as the stage runs it (setup_tracking
     # sets MLflow's global active experiment, which would leak into other tests here).
-    start = ("from pathlib import Path; from cajnn.config import load_params; from pipelines.train import start_run; "
-             "r = start_run(load_params('params.yaml'), Path.cwd()); print(r.run_id, r.name)")
+    start = (
+        "from pathlib import Path; from cajnn.config import load_params; from pipelines.train import start_run; "
+        "r = start_run(load_params('params.yaml'), Path.cwd()); print(r.run_id, r.name)"
+    )
     first_id, first_name = python("-c", start, what="run start").split()[-2:]
-    client = MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)  # not a registry URI an earlier test set
+    client = MlflowClient(
+        tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url
+    )  # not a registry URI an earlier test set
     client.set_terminated(first_id, "FAILED")  # as a crashed stage leaves it
     run_id, name = python("-c", start, what="resumed run start", DVC_EXP_NAME=DVC_EXP).split()[-2:]
 
@@ -176,18 +202,45 @@ def world(moto_endpoint, request, tmp_path_factory, one_torch_thread):
 
     params = sum(p.numel() for p in load_weights(weights).parameters())
     manifest = _fake_manifest()
-    write_run_file(project / "models" / "run.json", run_id, iterations=8, optimizer_steps=8, params=params,
-                   exported="last", train_key="k", resumed_from=[], val_psnr_y=24.5, run_name=name, preset="micro",
-                   model_preset="micro", batch_size=4, crop=24,
-                   data={"path": "data/patches", "manifest_sha256": "f" * 64, "patches": manifest["patches"],
-                         "images": 2, "profile": "paper", "patch_size_lr": 24, "sources": {"sample-train": 2}})
+    write_run_file(
+        project / "models" / "run.json",
+        run_id,
+        iterations=8,
+        optimizer_steps=8,
+        params=params,
+        exported="last",
+        train_key="k",
+        resumed_from=[],
+        val_psnr_y=24.5,
+        run_name=name,
+        preset="micro",
+        model_preset="micro",
+        batch_size=4,
+        crop=24,
+        data={
+            "path": "data/patches",
+            "manifest_sha256": "f" * 64,
+            "patches": manifest["patches"],
+            "images": 2,
+            "profile": "paper",
+            "patch_size_lr": 24,
+            "sources": {"sample-train": 2},
+        },
+    )
     client.set_terminated(run_id, "FINISHED")
     python("-m", "pipelines.evaluate", what="evaluate stage")
     python("-m", "pipelines.register", what="register stage")
     record = json.loads((project / "reports" / "registry.json").read_text())
     print("\n[metadata] " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    yield {"project": project, "stack": stack, "client": client, "run_id": run_id, "name": name,
-           "first": (first_id, first_name), "record": record}
+    yield {
+        "project": project,
+        "stack": stack,
+        "client": client,
+        "run_id": run_id,
+        "name": name,
+        "first": (first_id, first_name),
+        "record": record,
+    }
 
 
 @pytest.mark.slow
@@ -201,8 +254,9 @@ def test_run_is_resumed_named_and_tagged_with_its_source(world):
     run = client.get_run(run_id)
     assert run.info.run_name == world["name"] == DVC_EXP  # renamed after the DVC experiment that resumed it
     tags = run.data.tags
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=world["project"], capture_output=True,
-                          text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=world["project"], capture_output=True, text=True
+    ).stdout.strip()
     assert tags[mt.MLFLOW_GIT_COMMIT] == head and len(head) == 40
     assert tags[mt.MLFLOW_SOURCE_NAME] == "pipelines/train.py"
     assert tags[mt.MLFLOW_SOURCE_TYPE] == "LOCAL"
@@ -227,7 +281,10 @@ def test_run_inputs_are_the_patch_set_and_the_validation_and_evaluation_sets(wor
     # logged by both run starts and by register, each dataset once (MLflow keeps one context per
     # dataset and run: the same name and digest logged again is the same input)
     assert sorted((c, d.name) for c, ds in by_context.items() for d in ds) == [
-        ("evaluation", "holdout"), ("training", "patches"), ("validation", "tiny")]
+        ("evaluation", "holdout"),
+        ("training", "patches"),
+        ("validation", "tiny"),
+    ]
     patches = by_context["training"][0]
     manifest_sha = hashlib.sha256((world["project"] / "data" / "patches" / "manifest.json").read_bytes()).hexdigest()
     assert patches.digest == manifest_sha[:16]
@@ -245,8 +302,11 @@ def test_run_has_system_metrics(world):
     client, run_id = world["client"], world["run_id"]
     metrics = client.get_run(run_id).data.metrics
     system = {k for k in metrics if k.startswith("system/")}
-    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes",
-            "system/system_memory_usage_percentage"} <= system, sorted(metrics)
+    assert {
+        "system/cpu_utilization_percentage",
+        "system/system_memory_usage_megabytes",
+        "system/system_memory_usage_percentage",
+    } <= system, sorted(metrics)
     history = client.get_metric_history(run_id, "system/system_memory_usage_megabytes")
     assert len(history) >= 2 and all(m.value > 0 for m in history)  # sampled every 0.5 s for 2 s
 
@@ -256,8 +316,14 @@ def test_version_description_is_a_model_card(world):
     client = world["client"]
     mv = client.get_model_version(NAME, "1")
     text = mv.description
-    for section in ("# cajnn-metadata version 1", "## Architecture", "## Training data", "## Training",
-                    "## Evaluation", "## Promotion"):
+    for section in (
+        "# cajnn-metadata version 1",
+        "## Architecture",
+        "## Training data",
+        "## Training",
+        "## Evaluation",
+        "## Promotion",
+    ):
         assert section in text, text
     assert "**Champion** (promoted: first model" in text
     run_file = json.loads((world["project"] / "models" / "run.json").read_text())
@@ -304,10 +370,23 @@ def test_experiment_page_opens_on_the_training_runs(world, tmp_path):
     """MLflow's UI in headless Chromium: the experiment's page lists the run by its name."""
     exp = world["client"].get_experiment_by_name(EXPERIMENT)
     url = f"{world['stack'].mlflow_url}/#/experiments/{exp.experiment_id}?workflowType=machine_learning"
-    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900",
-                           "--virtual-time-budget=20000", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1400,900",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert EXPERIMENT in proc.stdout and DVC_EXP in proc.stdout, proc.stdout[-3000:]
 
@@ -319,16 +398,30 @@ def test_version_description_fits_mlflows_limit():
     from cajnn.serving.registry import DESCRIPTION_LIMIT, decide_promotion, model_card, version_description
 
     def describe(sets: list[str]) -> str:
-        rows = [(s, q, m, k) for s in sets for q in (10, 20, 40) for m in ("bicubic", "cajnn", "cajnn_x8")
-                for k in ("psnr_y", "ssim_y")]
+        rows = [
+            (s, q, m, k)
+            for s in sets
+            for q in (10, 20, 40)
+            for m in ("bicubic", "cajnn", "cajnn_x8")
+            for k in ("psnr_y", "ssim_y")
+        ]
         metrics = {f"{s}/qf{q}/{m}/{k}": 30.0 + i * 0.01 for i, (s, q, m, k) in enumerate(rows)}
         psnr = {f"{s}/qf{q}": metrics[f"{s}/qf{q}/cajnn/psnr_y"] for s in sets for q in (10, 20, 40)}
         champ = {k: v - 0.05 for k, v in psnr.items()}
         cfg = RegisterConfig()
         card = model_card({"nf": 64, "scale": 4}, {"params": 14_900_000, "model_preset": "paper"}, metrics)
         assert card.count("\n| ") == 2 + 3 * len(sets) - 1  # header, separator, one row per set and QF
-        return version_description("cajnn", "7", decide_promotion(psnr, champ, cfg), card, SimpleNamespace(version="6"),
-                                   champ, "rescored on the frozen evaluation sets", psnr, cfg)
+        return version_description(
+            "cajnn",
+            "7",
+            decide_promotion(psnr, champ, cfg),
+            card,
+            SimpleNamespace(version="6"),
+            champ,
+            "rescored on the frozen evaluation sets",
+            psnr,
+            cfg,
+        )
 
     # the paper's five test sets at three QFs: all of it
     text = describe(["Set5", "Set14", "BSD100", "Urban100", "Manga109"])

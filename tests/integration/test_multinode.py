@@ -35,7 +35,6 @@ import pytest
 import torch
 
 from cajnn.weights import load_weights
-
 from tests.e2e.project import make_project, project_env, run
 from tests.integration.servers import DUMMY_AWS, ensure_bucket, mlflow_stack
 
@@ -64,20 +63,33 @@ def _die_with_parent() -> None:
 
 def _node(args: list[str], hide: list[Path], log) -> subprocess.Popen:
     mounts = "".join(f"mount -t tmpfs tmpfs '{h}' && " for h in hide)
-    return subprocess.Popen([*UNSHARE, "sh", "-c", mounts + "exec " + " ".join(args)], stdout=log,
-                            stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    return subprocess.Popen(
+        [*UNSHARE, "sh", "-c", mounts + "exec " + " ".join(args)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+    )
 
 
 def _isolation_works(folder: Path) -> str | None:
-    probe = subprocess.run([*UNSHARE, "sh", "-c", f"mount -t tmpfs tmpfs '{folder}' && test -z \"$(ls -A '{folder}')\""],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [*UNSHARE, "sh", "-c", f"mount -t tmpfs tmpfs '{folder}' && test -z \"$(ls -A '{folder}')\""],
+        capture_output=True,
+        text=True,
+    )
     return None if probe.returncode == 0 else (probe.stderr.strip() or f"exit {probe.returncode}")
 
 
 def _ports(prefix: str, p: list[int]) -> list[str]:
-    return [f"--dashboard-agent-listen-port={p[0]}", f"--dashboard-agent-grpc-port={p[1]}",
-            f"--runtime-env-agent-port={p[2]}", f"--metrics-export-port={p[3]}", f"--node-manager-port={p[4]}",
-            f"--object-manager-port={p[5]}", f"--temp-dir={prefix}"]
+    return [
+        f"--dashboard-agent-listen-port={p[0]}",
+        f"--dashboard-agent-grpc-port={p[1]}",
+        f"--runtime-env-agent-port={p[2]}",
+        f"--metrics-export-port={p[3]}",
+        f"--node-manager-port={p[4]}",
+        f"--object-manager-port={p[5]}",
+        f"--temp-dir={prefix}",
+    ]
 
 
 RUNS_BUCKET = "cajnn-test-ray-runs"
@@ -93,10 +105,15 @@ def cluster_project(tmp_path_factory, monkeypatch_module, moto_endpoint, request
         monkeypatch_module.setenv(key, value)
     ensure_bucket(boto3.client("s3", endpoint_url=moto_endpoint), RUNS_BUCKET)
     stack = mlflow_stack(moto_endpoint, request.config)
-    project = make_project(tmp_path_factory.mktemp("multinode"), preset="micro",
-                           mlflow={"tracking_uri": stack.mlflow_url},
-                           train={"storage_path": f"s3://{RUNS_BUCKET}/{tmp_path_factory.getbasetemp().name}",
-                                  "storage_endpoint_url": moto_endpoint})
+    project = make_project(
+        tmp_path_factory.mktemp("multinode"),
+        preset="micro",
+        mlflow={"tracking_uri": stack.mlflow_url},
+        train={
+            "storage_path": f"s3://{RUNS_BUCKET}/{tmp_path_factory.getbasetemp().name}",
+            "storage_endpoint_url": moto_endpoint,
+        },
+    )
     hidden = [project / name for name in ("data", "runs", "mlflow")]
     for folder in hidden:
         folder.mkdir()
@@ -112,10 +129,25 @@ def cluster_project(tmp_path_factory, monkeypatch_module, moto_endpoint, request
     monkeypatch_module.setenv("RAY_USAGE_STATS_ENABLED", "0")
     gcs, client, dash, *p = _free_ports(15)
     common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats", "--block"]
-    head = [str(RAY), "start", "--head", f"--port={gcs}", "--include-dashboard=false", f"--dashboard-port={dash}",
-            f"--ray-client-server-port={client}", *_ports(f"{base}/h", p[:6]), *common]
-    node2 = [str(RAY), "start", f"--address=127.0.0.1:{gcs}", f"--resources='{{\"{NODE2}\": 1}}'",
-             *_ports(f"{base}/n", p[6:12]), *common]
+    head = [
+        str(RAY),
+        "start",
+        "--head",
+        f"--port={gcs}",
+        "--include-dashboard=false",
+        f"--dashboard-port={dash}",
+        f"--ray-client-server-port={client}",
+        *_ports(f"{base}/h", p[:6]),
+        *common,
+    ]
+    node2 = [
+        str(RAY),
+        "start",
+        f"--address=127.0.0.1:{gcs}",
+        f"--resources='{{\"{NODE2}\": 1}}'",
+        *_ports(f"{base}/n", p[6:12]),
+        *common,
+    ]
     logs = [open(base / "head.log", "wb"), open(base / "node2.log", "wb")]
     procs = [_node(head, [], logs[0])]
     t0 = time.monotonic()
@@ -128,16 +160,23 @@ def cluster_project(tmp_path_factory, monkeypatch_module, moto_endpoint, request
                 assert procs[0].poll() is None and time.monotonic() - t0 < 90, (base / "head.log").read_text()[-3000:]
                 time.sleep(0.2)
         procs.append(_node(node2, hidden, logs[1]))
-        probe = [sys.executable, "-c", (
-            "import os, sys, time, ray\n"
-            f"ray.init(address='127.0.0.1:{gcs}', logging_level='ERROR')\n"
-            f"while not ray.cluster_resources().get('{NODE2}'): time.sleep(0.2)\n"
-            f"@ray.remote(num_cpus=0.1, resources={{'{NODE2}': 0.01}})\n"
-            f"def look(): return sorted(os.listdir('{data}') + os.listdir('{project}/runs') + os.listdir('{project}/mlflow'))\n"
-            "print(ray.get(look.remote()))\n")]
+        probe = [
+            sys.executable,
+            "-c",
+            (
+                "import os, sys, time, ray\n"
+                f"ray.init(address='127.0.0.1:{gcs}', logging_level='ERROR')\n"
+                f"while not ray.cluster_resources().get('{NODE2}'): time.sleep(0.2)\n"
+                f"@ray.remote(num_cpus=0.1, resources={{'{NODE2}': 0.01}})\n"
+                f"def look(): return sorted(os.listdir('{data}') + os.listdir('{project}/runs')"
+                f" + os.listdir('{project}/mlflow'))\n"
+                "print(ray.get(look.remote()))\n"
+            ),
+        ]
         seen = subprocess.run(probe, capture_output=True, text=True, timeout=120)
-        assert seen.returncode == 0 and seen.stdout.strip() == "[]", seen.stdout + seen.stderr + (
-            base / "node2.log").read_text()[-2000:]
+        assert seen.returncode == 0 and seen.stdout.strip() == "[]", (
+            seen.stdout + seen.stderr + (base / "node2.log").read_text()[-2000:]
+        )
         for folder in hidden:
             (folder / "visible-to-the-driver").unlink()
         yield {"project": project, "address": f"127.0.0.1:{gcs}", "base": base, "ready_s": time.monotonic() - t0}
@@ -181,14 +220,17 @@ def test_degrade_and_train_on_a_node_without_the_drivers_disk_match_one_node(clu
     run(["dvc", "repro", "train"], reference, timeout=600)
     ref_manifest = json.loads((reference / "data" / "patches" / "manifest.json").read_text())
     assert manifest["sha256"] == ref_manifest["sha256"]  # every shard byte for byte
-    assert sorted(p.name for p in (project / "data" / "patches").iterdir()) == \
-        sorted(p.name for p in (reference / "data" / "patches").iterdir())
+    assert sorted(p.name for p in (project / "data" / "patches").iterdir()) == sorted(
+        p.name for p in (reference / "data" / "patches").iterdir()
+    )
     # the same weights, tensor for tensor (the file's bytes are not: safetensors orders its
     # metadata differently in each process)
     ours, theirs = (load_weights(p / "models" / "cajnn.safetensors").state_dict() for p in (project, reference))
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
-    assert json.loads((project / "models" / "run.json").read_text())["val_psnr_y"] == \
-        json.loads((reference / "models" / "run.json").read_text())["val_psnr_y"]
+    assert (
+        json.loads((project / "models" / "run.json").read_text())["val_psnr_y"]
+        == json.loads((reference / "models" / "run.json").read_text())["val_psnr_y"]
+    )
 
 
 def test_streamed_training_reads_the_drivers_shards_from_the_other_node(cluster_project):
@@ -206,7 +248,13 @@ def test_streamed_training_reads_the_drivers_shards_from_the_other_node(cluster_
 
 def test_a_cluster_refuses_an_mlflow_file_store(cluster_project, tmp_path):
     project = make_project(tmp_path, preset="micro", ray={"address": cluster_project["address"]})
-    proc = subprocess.run([sys.executable, "-m", "pipelines.train"], cwd=project, capture_output=True, text=True,
-                          timeout=120, env=project_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.train"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=project_env(),
+    )
     assert proc.returncode == 1 and "tracking server every node reaches" in proc.stderr, proc.stderr
     assert not (project / "mlflow").exists()  # refused before anything was created

@@ -60,9 +60,8 @@ def test_first_model_becomes_champion(env):
 
 
 def test_better_model_is_promoted_on_a_fresh_evaluation_not_on_stale_numbers(env):
-    from mlflow import MlflowClient
-
     from cajnn.serving.registry import log_model_metrics, logged_model_id, recorded_psnr_y
+    from mlflow import MlflowClient
 
     # Stale/forged recorded numbers claiming the champion is excellent must not matter: it is rescored.
     client = MlflowClient()
@@ -94,10 +93,9 @@ def test_better_model_is_promoted_on_a_fresh_evaluation_not_on_stale_numbers(env
 
 
 def test_recorded_numbers_decide_when_the_champion_is_not_rescored(env):
-    from mlflow import MlflowClient
-
     from cajnn.config import RegisterConfig
     from cajnn.serving.registry import log_pyfunc, register, score_weights
+    from mlflow import MlflowClient
 
     # version 2 (bilinear) is champion; the same weights, judged on version 2's recorded numbers
     client = MlflowClient()
@@ -105,8 +103,12 @@ def test_recorded_numbers_decide_when_the_champion_is_not_rescored(env):
     metrics = score_weights(env["weights"]["bilinear"], env["cfg"], env["root"])
     name = NAME + "-recorded"
     for version in (1, 2):  # a model of its own, so that the other tests' versions stay as they are
-        rec = register(log_pyfunc(env["weights"]["bilinear"], run.info.run_id), run.info.run_id, metrics,
-                       RegisterConfig(model_name=name, rescore_champion=False))
+        rec = register(
+            log_pyfunc(env["weights"]["bilinear"], run.info.run_id),
+            run.info.run_id,
+            metrics,
+            RegisterConfig(model_name=name, rescore_champion=False),
+        )
         assert rec["version"] == version
     assert rec["champion_psnr_y_source"] == "recorded at its registration"
     assert rec["champion_psnr_y"] == pytest.approx(metrics) and rec["decision"]["promote"] is False
@@ -133,9 +135,9 @@ def test_a_tie_keeps_the_champion(env):
 
 
 def test_logged_model_is_pinned_safetensors_with_signature_and_example(env, tmp_path):
-    import mlflow
     import yaml
 
+    import mlflow
     from cajnn.serving.registry import requirements
 
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{NAME}@champion", dst_path=str(tmp_path))
@@ -151,10 +153,10 @@ def test_logged_model_is_pinned_safetensors_with_signature_and_example(env, tmp_
 
 
 def test_champion_loads_and_enhances_images_of_any_size(env):
-    import mlflow
     import pandas as pd
     from PIL import Image
 
+    import mlflow
     from cajnn.inference import enhance
     from cajnn.weights import load_weights
 
@@ -193,8 +195,21 @@ def test_cli_enhance_with_the_registry_champion(env, stack, tmp_path):
     src = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (21, 11, 3), dtype=np.uint8)).save(src)
     proc = subprocess.run(
-        [sys.executable, "-m", "cajnn.cli", "enhance", str(src), "-o", str(tmp_path / "out"), "--model", f"models:/{NAME}@champion"],
-        capture_output=True, text=True, env=stack.env(), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "cajnn.cli",
+            "enhance",
+            str(src),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            f"models:/{NAME}@champion",
+        ],
+        capture_output=True,
+        text=True,
+        env=stack.env(),
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert Image.open(tmp_path / "out" / "photo.png").size == (44, 84)
@@ -203,18 +218,20 @@ def test_cli_enhance_with_the_registry_champion(env, stack, tmp_path):
 def test_experiment_is_marked_as_model_training_for_the_ui(env, stack):
     """Each stage's tracking set-up tags the experiment as model training (the kind MLflow 3's
     UI shows for it); a kind the user picked in the UI is kept."""
-    from mlflow import MlflowClient
-
     from cajnn.tracking import EXPERIMENT_KIND_TAG
+    from mlflow import MlflowClient
 
     def stage_setup() -> str:
         # in a process of its own, as a stage runs it: setup_tracking sets MLflow's global
         # active experiment, which would leak into the other tests of this process
-        code = ("import sys; from pathlib import Path; from cajnn.config import TrackingConfig; "
-                "from cajnn.tracking import setup_tracking; "
-                "print(setup_tracking(TrackingConfig(tracking_uri=sys.argv[1], experiment='kind-test'), Path('.'))[1])")
-        proc = subprocess.run([sys.executable, "-c", code, stack.mlflow_url], capture_output=True, text=True,
-                              timeout=120, cwd=env["root"])
+        code = (
+            "import sys; from pathlib import Path; from cajnn.config import TrackingConfig; "
+            "from cajnn.tracking import setup_tracking; "
+            "print(setup_tracking(TrackingConfig(tracking_uri=sys.argv[1], experiment='kind-test'), Path('.'))[1])"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code, stack.mlflow_url], capture_output=True, text=True, timeout=120, cwd=env["root"]
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout.strip().splitlines()[-1]
 
@@ -230,15 +247,18 @@ def test_experiment_is_marked_as_model_training_for_the_ui(env, stack):
 def test_downstream_gate_keeps_a_better_model_from_promotion(env):
     """A model that makes words less readable than its input is registered, never promoted,
     whatever its PSNR-Y (register.max_word_acc_drop; the gate's reason from the downstream metrics)."""
-    from mlflow import MlflowClient
-
     from cajnn.serving.registry import downstream_gate
+    from mlflow import MlflowClient
 
     name = NAME + "-gated"
     first = register_weights(env["weights"]["noisy"], name, EXPERIMENT, env["cfg"], env["root"])
     assert first["champion"] == 1
-    downstream = {"text/qf10/lr/word_acc": 30.0, "text/qf10/cajnn/word_acc": 25.0,
-                  "text/qf40/lr/word_acc": 60.0, "text/qf40/cajnn/word_acc": 61.0}
+    downstream = {
+        "text/qf10/lr/word_acc": 30.0,
+        "text/qf10/cajnn/word_acc": 25.0,
+        "text/qf40/lr/word_acc": 60.0,
+        "text/qf40/cajnn/word_acc": 61.0,
+    }
     gate = downstream_gate(downstream, 2.0)
     rec = register_weights(env["weights"]["bilinear"], name, EXPERIMENT, env["cfg"], env["root"], gate=gate)
     assert rec["decision"]["promote"] is False and rec["champion"] == 1
@@ -246,6 +266,7 @@ def test_downstream_gate_keeps_a_better_model_from_promotion(env):
     mv = MlflowClient().get_model_version(name, str(rec["version"]))
     assert "QF10 by 5.0 points" in mv.tags["promotion_reason"] and set(mv.aliases) == {"challenger"}
     # the same model without the gate would have been promoted
-    rec = register_weights(env["weights"]["bilinear"], name, EXPERIMENT, env["cfg"], env["root"],
-                           gate=downstream_gate(downstream, 6.0))
+    rec = register_weights(
+        env["weights"]["bilinear"], name, EXPERIMENT, env["cfg"], env["root"], gate=downstream_gate(downstream, 6.0)
+    )
     assert rec["decision"]["promote"] is True and rec["champion"] == rec["version"]

@@ -23,8 +23,16 @@ import yaml
 from cajnn.config import ConfigError
 from cajnn.config.register import RetrainConfig
 from cajnn.retrain import (
-    EXIT_BUSY, RetrainBusy, RetrainError, build_preset, check_source, experiment_file, load_state, parse_profiles,
-    retrain_lock, write_preset,
+    EXIT_BUSY,
+    RetrainBusy,
+    RetrainError,
+    build_preset,
+    check_source,
+    experiment_file,
+    load_state,
+    parse_profiles,
+    retrain_lock,
+    write_preset,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +43,7 @@ TIMINGS = {}
 
 
 # --------------------------------------------------------------------------- fast parts
+
 
 def test_folder_source_new_changed_and_ignored_objects(tmp_path):
     src = tmp_path / "src"
@@ -87,8 +96,17 @@ def test_generated_preset_overlays_finetune_on_the_base(tmp_path):
         (tmp_path / "data" / "web-pairs" / side).mkdir(parents=True)
     cfg = RetrainConfig(overrides={"train.iterations": 7})
     state = {"profiles": {"forum": {"qf_min": 30, "qf_max": 60}}, "train_with": "forum"}
-    champion = {"nf": 8, "num_blocks": 1, "growth": 4, "scale": 4, "context": "aspp", "upsampler": "pixelshuffle",
-                "global_skip": True, "aux_lr_head": False, "in_ch": 3}
+    champion = {
+        "nf": 8,
+        "num_blocks": 1,
+        "growth": 4,
+        "scale": 4,
+        "context": "aspp",
+        "upsampler": "pixelshuffle",
+        "global_skip": True,
+        "aux_lr_head": False,
+        "in_ch": 3,
+    }
     gen = build_preset(tmp_path, "micro", cfg, state, "data/retrain/champion-v3/cajnn.safetensors", champion)
     finetune = yaml.safe_load((REPO / "conf" / "preset" / "finetune.yaml").read_text())
     assert gen["preset"] == "retrain"
@@ -138,6 +156,7 @@ def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path):
 
 # --------------------------------------------------------------------------- the real thing
 
+
 @pytest.fixture(scope="module")
 def world(moto_endpoint, request, tmp_path_factory):
     """A project copy (micro preset) whose retrain source is s3://web-data/incoming/ on moto and
@@ -146,21 +165,44 @@ def world(moto_endpoint, request, tmp_path_factory):
 
     from cajnn.config import EvaluateConfig
     from tests.e2e.project import make_project
-    from tests.integration.servers import DUMMY_AWS, ensure_bucket, frozen_set, make_weights, mlflow_stack, register_weights, tracking
+    from tests.integration.servers import (
+        DUMMY_AWS,
+        ensure_bucket,
+        frozen_set,
+        make_weights,
+        mlflow_stack,
+        register_weights,
+        tracking,
+    )
 
     stack = mlflow_stack(moto_endpoint, request.config)
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                      region_name="us-east-1")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
     ensure_bucket(s3, BUCKET)
     tmp = tmp_path_factory.mktemp("retrain")
     project = make_project(
-        tmp, preset="micro",
+        tmp,
+        preset="micro",
         mlflow={"experiment": "retrain-test"},
         evaluate={"qualities": [10, 40], "sweep_set": "", "self_ensemble": False},
-        register={"model_name": NAME, "retrain": {
-            "source": f"s3://{BUCKET}/{PREFIX}", "endpoint_url": moto_endpoint,
-            "overrides": {"train.iterations": 8, "train.checkpoint_every": 4, "train.restart_every": 8, "train.log_every": 4},
-        }},
+        register={
+            "model_name": NAME,
+            "retrain": {
+                "source": f"s3://{BUCKET}/{PREFIX}",
+                "endpoint_url": moto_endpoint,
+                "overrides": {
+                    "train.iterations": 8,
+                    "train.checkpoint_every": 4,
+                    "train.restart_every": 8,
+                    "train.log_every": 4,
+                },
+            },
+        },
     )
     frozen_set(tmp)
     cfg = EvaluateConfig(sets={"tiny": "frozen/tiny"}, qualities=[10], self_ensemble=False, sweep_set="")
@@ -168,15 +210,23 @@ def world(moto_endpoint, request, tmp_path_factory):
         import mlflow
 
         mlflow.create_experiment("retrain-test")  # artifacts: the server's S3 store
-        first = register_weights(make_weights("bilinear", tmp / "w" / "cajnn.safetensors"), NAME, "retrain-test", cfg, tmp)
+        first = register_weights(
+            make_weights("bilinear", tmp / "w" / "cajnn.safetensors"), NAME, "retrain-test", cfg, tmp
+        )
         assert first["version"] == 1 and first["champion"] == 1
         yield {"project": project, "s3": s3, "stack": stack, "env": stack.env(**DUMMY_AWS)}
 
 
 def _retrain(world, *args, timeout=900) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "cajnn.cli", "retrain", *args], cwd=world["project"],
-                          env=world["env"], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cajnn.cli", "retrain", *args],
+        cwd=world["project"],
+        env=world["env"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return proc, time.perf_counter() - t0
 
 
@@ -190,7 +240,7 @@ def _png(seed: int, h: int, w: int) -> bytes:
 
     from cajnn.data.sample import load_sample
 
-    img = load_sample(["rocket", "astronaut"][seed])[40:40 + h, 60:60 + w]
+    img = load_sample(["rocket", "astronaut"][seed])[40 : 40 + h, 60 : 60 + w]
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, "PNG")
     return buf.getvalue()
@@ -204,8 +254,10 @@ def test_nothing_new_means_nothing_runs_quickly(world):
     entry = _log(world)[-1]
     assert entry["status"] == "nothing new" and entry["listed"] == 0
     TIMINGS["empty"] = (entry["check_seconds"], entry["seconds"], wall)
-    print(f"\n[retrain] no new data: S3 check {entry['check_seconds']:.3f} s, whole retrain() {entry['seconds']:.3f} s, "
-          f"`python -m cajnn.cli retrain` process {wall:.1f} s")
+    print(
+        f"\n[retrain] no new data: S3 check {entry['check_seconds']:.3f} s, whole retrain() {entry['seconds']:.3f} s, "
+        f"`python -m cajnn.cli retrain` process {wall:.1f} s"
+    )
     assert entry["check_seconds"] < 5 and wall < 90
 
 
@@ -213,21 +265,34 @@ def test_nothing_new_means_nothing_runs_quickly(world):
 def test_a_second_retrain_exits_while_the_first_holds_the_lock(world):
     world["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "2025-06/forum_0001.png", Body=_png(0, 160, 200))
     world["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "2025-06/forum_0002.png", Body=_png(1, 200, 176))
-    world["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "profiles.yaml", Body=yaml.safe_dump({
-        "profiles": {"forum": {"resize": "pillow_bicubic", "scale": 4, "qf_min": 30, "qf_max": 60, "subsampling": "420"}},
-        "train_with": "forum"}).encode())
+    world["s3"].put_object(
+        Bucket=BUCKET,
+        Key=PREFIX + "profiles.yaml",
+        Body=yaml.safe_dump(
+            {
+                "profiles": {
+                    "forum": {"resize": "pillow_bicubic", "scale": 4, "qf_min": 30, "qf_max": 60, "subsampling": "420"}
+                },
+                "train_with": "forum",
+            }
+        ).encode(),
+    )
     # what the platform served (a profile is fitted to these) and two real pairs
     from cajnn.data.sample import load_sample
     from tests.served import png_bytes, served_jpeg
 
     for i, (name, q) in enumerate([("astronaut", 45), ("rocket", 45), ("coffee", 45), ("chelsea", 70)]):
-        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}samples/day1/{i}.jpg",
-                               Body=served_jpeg(load_sample(name)[..., :3], 200, q))
+        world["s3"].put_object(
+            Bucket=BUCKET, Key=f"{PREFIX}samples/day1/{i}.jpg", Body=served_jpeg(load_sample(name)[..., :3], 200, q)
+        )
     for name, q in (("motorcycle_left", 40), ("immunohistochemistry", 60)):
-        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}pairs/originals/{name}.png",
-                               Body=png_bytes(load_sample(name)[..., :3]))
+        world["s3"].put_object(
+            Bucket=BUCKET, Key=f"{PREFIX}pairs/originals/{name}.png", Body=png_bytes(load_sample(name)[..., :3])
+        )
         side = max(load_sample(name).shape[:2]) // 4
-        world["s3"].put_object(Bucket=BUCKET, Key=f"{PREFIX}pairs/copies/{name}.jpg", Body=served_jpeg(load_sample(name)[..., :3], side, q))
+        world["s3"].put_object(
+            Bucket=BUCKET, Key=f"{PREFIX}pairs/copies/{name}.jpg", Body=served_jpeg(load_sample(name)[..., :3], side, q)
+        )
     with retrain_lock(world["project"] / "data" / "retrain"):
         proc, wall = _retrain(world, timeout=120)
     assert proc.returncode == EXIT_BUSY, proc.stdout + proc.stderr
@@ -237,16 +302,22 @@ def test_a_second_retrain_exits_while_the_first_holds_the_lock(world):
 
 @pytest.mark.slow
 def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
-    from mlflow import MlflowClient
-
     from cajnn.config import RegisterConfig
     from cajnn.serving.registry import decide_promotion, recorded_psnr_y
+    from mlflow import MlflowClient
 
     proc, wall = _retrain(world)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
-    assert re.findall(r"Running stage '(\w+)'", out) == ["fetch", "degrade", "train", "baselines", "evaluate", "downstream",
-                                                          "register"]
+    assert re.findall(r"Running stage '(\w+)'", out) == [
+        "fetch",
+        "degrade",
+        "train",
+        "baselines",
+        "evaluate",
+        "downstream",
+        "register",
+    ]
     project = world["project"]
 
     entry = _log(world)[-1]
@@ -254,20 +325,37 @@ def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
     assert entry["new_images"] == ["2025-06/forum_0001.png", "2025-06/forum_0002.png"]
     assert entry["new_samples"] == 4 and entry["new_pair_files"] == 4
     # the profile fitted to the served samples is the one trained with; forum is kept
-    assert entry["new_profiles"] == ["forum"] and entry["fitted_profile"] == "served" and entry["train_with"] == "served"
+    assert (
+        entry["new_profiles"] == ["forum"] and entry["fitted_profile"] == "served" and entry["train_with"] == "served"
+    )
     assert entry["profile"]["name"] == "served" and entry["profile"]["qf_values"] == [45, 70]
     assert entry["profile"]["qf_weights"] == [0.75, 0.25] and entry["profile"]["subsampling"] == "420"
     assert entry["warm_start"].endswith("data/retrain/champion-v1/cajnn.safetensors")
-    print(f"\n[retrain] new data: pipeline {entry['pipeline_seconds']} s, whole retrain {wall:.0f} s; "
-          f"version 2 {'promoted' if entry['promoted'] else 'not promoted'} ({entry['reason']})")
+    print(
+        f"\n[retrain] new data: pipeline {entry['pipeline_seconds']} s, whole retrain {wall:.0f} s; "
+        f"version 2 {'promoted' if entry['promoted'] else 'not promoted'} ({entry['reason']})"
+    )
 
     # a DVC experiment: listed by `dvc exp show`, the checkout's params.yaml and dvc.lock untouched
     name = entry["experiment"]
-    status = subprocess.run(["git", "status", "--porcelain", "params.yaml", "dvc.lock"], cwd=project,
-                            capture_output=True, text=True, check=True).stdout
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "params.yaml", "dvc.lock"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert status == "" and yaml.safe_load((project / "params.yaml").read_text())["preset"] == "micro"
-    shown = json.loads(subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=project,
-                                      capture_output=True, text=True, check=True, env=world["env"]).stdout)
+    shown = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "dvc", "exp", "show", "--json"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=world["env"],
+        ).stdout
+    )
     exps = [e for row in shown for e in (row.get("experiments") or []) if e.get("name") == name]
     assert exps, [e.get("name") for row in shown for e in (row.get("experiments") or [])]
     exp_params = exps[0]["revs"][0]["data"]["params"]["params.yaml"]["data"]
@@ -318,8 +406,10 @@ def test_after_the_retrain_nothing_is_new_and_a_changed_object_is(world):
     entry = _log(world)[-1]
     assert entry["status"] == "nothing new" and entry["listed"] == 11
     TIMINGS["seen"] = (entry["check_seconds"], entry["seconds"], wall)
-    print(f"\n[retrain] no new data (11 objects seen): S3 check {entry['check_seconds']:.3f} s, "
-          f"whole retrain() {entry['seconds']:.3f} s, process {wall:.1f} s")
+    print(
+        f"\n[retrain] no new data (11 objects seen): S3 check {entry['check_seconds']:.3f} s, "
+        f"whole retrain() {entry['seconds']:.3f} s, process {wall:.1f} s"
+    )
     from mlflow import MlflowClient
 
     assert len(MlflowClient(world["stack"].mlflow_url).search_model_versions(f"name='{NAME}'")) == 2

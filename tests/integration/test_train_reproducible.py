@@ -45,9 +45,20 @@ def test_same_seed_same_weights_through_ray_train_and_without_ray(tmp_path):
     shards.mkdir()
     for name in ("astronaut", "rocket", "immunohistochemistry"):  # several shards = several blocks
         save_rgb(load_sample(name)[:200, :200], src / f"{name}.png")
-        degrade_to_shard(str(src / f"{name}.png"), name, str(shards), DegradeConfig(qualities_per_image=1, patch_size=16, stride=16))
-    cfg = TrainConfig(model=ModelConfig(preset="micro"), iterations=8, batch_size=4, crop=8, log_every=4,
-                      checkpoint_every=8, storage_path=str(tmp_path / "runs"), use_gpu="false", val_sets=[])
+        degrade_to_shard(
+            str(src / f"{name}.png"), name, str(shards), DegradeConfig(qualities_per_image=1, patch_size=16, stride=16)
+        )
+    cfg = TrainConfig(
+        model=ModelConfig(preset="micro"),
+        iterations=8,
+        batch_size=4,
+        crop=8,
+        log_every=4,
+        checkpoint_every=8,
+        storage_path=str(tmp_path / "runs"),
+        use_gpu="false",
+        val_sets=[],
+    )
     init_ray(RayConfig(num_cpus=2))
     try:
         first = _final_weights(fit(cfg, "repro-a", str(shards), progress=False))

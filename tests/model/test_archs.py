@@ -34,6 +34,7 @@ def count(**kwargs) -> int:
 
 # --------------------------------------------------------------------------- parameter counts
 
+
 def test_paper_config_matches_spec():
     assert count() == 14_884_419  # docs/design.md "Network": two x2 PixelShuffle stages
     assert count(upsampler="pixelshuffle_single") == 14_581_555  # docs/design.md: literal single stage
@@ -128,8 +129,14 @@ def test_paper_model_forward_small_input():
 def test_blocks_keep_shape():
     torch.manual_seed(0)
     x = torch.randn(1, 16, 37, 53)
-    for block in (ASPP(16), SequentialAtrous(16), RRDB(16, 8), ResidualDenseBlock(16, 8),
-                  NonLocalBlock(16), NonLocalBlock(16, sub_sample=True)):
+    for block in (
+        ASPP(16),
+        SequentialAtrous(16),
+        RRDB(16, 8),
+        ResidualDenseBlock(16, 8),
+        NonLocalBlock(16),
+        NonLocalBlock(16, sub_sample=True),
+    ):
         assert block(x).shape == x.shape
 
 
@@ -168,6 +175,7 @@ def test_global_skip_is_bilinear_upsample():
 
 # --------------------------------------------------------------------------- modes
 
+
 def test_aux_head_tuple_in_train_tensor_in_eval():
     torch.manual_seed(0)
     model = CAJNN(**{**MICRO, "aux_lr_head": True})
@@ -192,6 +200,7 @@ def test_no_aux_head_returns_tensor_in_train():
 
 
 # --------------------------------------------------------------------------- config / presets
+
 
 def test_config_is_json_and_rebuilds():
     model = CAJNN(**{**MICRO, "context": "nonlocal", "upsampler": "upconv", "scale": 3})
@@ -225,6 +234,7 @@ def test_build_model_errors():
 
 
 # --------------------------------------------------------------------------- validation
+
 
 @pytest.mark.parametrize(
     "kwargs, pattern",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cajnn.archs import ARCNN, RRDBNet, DnCNN, build_model
+from cajnn.archs import ARCNN, DnCNN, build_model
 from cajnn.config import BaselineModel, BaselinesConfig, ConfigError, ModelConfig, TrainConfig
 from cajnn.weights import load_weights, save_weights
 

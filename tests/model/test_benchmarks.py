@@ -43,9 +43,29 @@ def test_conv_flop_counter_matches_the_paper_network_by_hand():
 def test_bench_model_runs(tmp_path):
     out = tmp_path / "bench.json"
     res = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_model.py"), "--presets", "micro", "--size", "16",
-         "--reps", "1", "--threads", "1", "--windows", "", "--memory-size", "40x30", "--json", str(out)],
-        capture_output=True, text=True, timeout=240, env=ENV, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_model.py"),
+            "--presets",
+            "micro",
+            "--size",
+            "16",
+            "--reps",
+            "1",
+            "--threads",
+            "1",
+            "--windows",
+            "",
+            "--memory-size",
+            "40x30",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=ENV,
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "fraction" in res.stdout and "peak RSS" in res.stdout
@@ -58,7 +78,10 @@ def test_bench_model_runs(tmp_path):
 def test_gpu_check_runs_on_cpu_quick(tmp_path):
     res = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--quick", "--reps", "1"],
-        capture_output=True, text=True, timeout=240, env={**ENV, "PYTHON": sys.executable, "OUT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**ENV, "PYTHON": sys.executable, "OUT": str(tmp_path)},
     )
     assert res.returncode == 0, res.stderr[-3000:]
     data = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -74,9 +97,26 @@ def test_gpu_check_script_is_executable():
 
 def test_gpu_train_check_runs_on_cpu_with_tiny_settings(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check_train.py"), "--device", "cpu", "--iterations", "1",
-         "--warmup", "1", "--batch", "1", "--crop", "8", "--dtype", "fp32"],
-        env={**ENV, "OUT": str(tmp_path)}, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "gpu_check_train.py"),
+            "--device",
+            "cpu",
+            "--iterations",
+            "1",
+            "--warmup",
+            "1",
+            "--batch",
+            "1",
+            "--crop",
+            "8",
+            "--dtype",
+            "fp32",
+        ],
+        env={**ENV, "OUT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "gpu_check_train_fp32.json").read_text())
@@ -86,9 +126,25 @@ def test_gpu_train_check_runs_on_cpu_with_tiny_settings(tmp_path):
 @pytest.mark.slow
 def test_bench_train_compares_ray_train_with_a_plain_loop(tmp_path):
     res = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_train.py"), "--preset", "micro", "--iterations", "6",
-         "--batch", "2", "--crop", "8", "--rounds", "1"],
-        capture_output=True, text=True, timeout=400, env=ENV, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_train.py"),
+            "--preset",
+            "micro",
+            "--iterations",
+            "6",
+            "--batch",
+            "2",
+            "--crop",
+            "8",
+            "--rounds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=ENV,
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     lines = res.stdout.splitlines()
@@ -102,10 +158,34 @@ def test_bench_train_compares_ray_train_with_a_plain_loop(tmp_path):
 def test_sweep_embedded_runs_and_reports_the_three_gains(tmp_path):
     out = tmp_path / "sweep.json"
     res = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "sweep_embedded.py"), "--seeds", "0", "1", "--iterations", "2",
-         "--set", "train.model.preset=micro", "--set", "train.batch_size=2", "--set", "train.crop=8",
-         "--set", "degrade.qualities_per_image=1", "--init-scale", "1", "--threads", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=300, env=ENV, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "sweep_embedded.py"),
+            "--seeds",
+            "0",
+            "1",
+            "--iterations",
+            "2",
+            "--set",
+            "train.model.preset=micro",
+            "--set",
+            "train.batch_size=2",
+            "--set",
+            "train.crop=8",
+            "--set",
+            "degrade.qualities_per_image=1",
+            "--init-scale",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+        cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr[-3000:]
     lines = res.stdout.strip().splitlines()

@@ -17,8 +17,9 @@ def test_paper_network_odd_size_whole_and_auto_tiled():
     model = build_model("paper").eval()
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:37, 0:53]
-    img = np.clip(np.stack([xx * 4.0, yy * 6.0, 128 + 80 * np.sin(xx / 3 + yy / 5)], -1)
-                  + rng.normal(0, 15, (37, 53, 3)), 0, 255).astype(np.uint8)
+    img = np.clip(
+        np.stack([xx * 4.0, yy * 6.0, 128 + 80 * np.sin(xx / 3 + yy / 5)], -1) + rng.normal(0, 15, (37, 53, 3)), 0, 255
+    ).astype(np.uint8)
     whole = enhance(img, model, device="cpu", tile=0)
     assert whole.shape == (148, 212, 3)
     budget = plan_tiles(37, 53, model, tile=0).estimated_bytes // 2  # forces automatic tiles

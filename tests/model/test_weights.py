@@ -26,9 +26,11 @@ def _perturbed(model: CAJNN) -> CAJNN:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"context": "nonlocal", "upsampler": "upconv", "scale": 3, "aux_lr_head": True},
-     {"context": "sequential_atrous", "upsampler": "pixelshuffle_single", "scale": 2,
-      "global_skip": False}],
+    [
+        {},
+        {"context": "nonlocal", "upsampler": "upconv", "scale": 3, "aux_lr_head": True},
+        {"context": "sequential_atrous", "upsampler": "pixelshuffle_single", "scale": 2, "global_skip": False},
+    ],
 )
 def test_round_trip_identical_outputs(tmp_path, overrides):
     torch.manual_seed(0)

@@ -9,8 +9,13 @@ from cajnn.ablation import SETTINGS, collect, queue_args, report, score
 
 
 def test_settings_are_the_papers_columns():
-    assert [s.key for s in SETTINGS if s.table == "IV"] == ["base", "nonlocal", "aspp-upconv", "aspp-pixelshuffle",
-                                                            "seqatrous"]
+    assert [s.key for s in SETTINGS if s.table == "IV"] == [
+        "base",
+        "nonlocal",
+        "aspp-upconv",
+        "aspp-pixelshuffle",
+        "seqatrous",
+    ]
     assert [s.paper_psnr for s in SETTINGS if s.table == "V"] == [27.507, 27.627, 27.672]
     from cajnn.archs import build_model
 
@@ -24,13 +29,24 @@ def test_queue_args():
     args = queue_args(base, 2, ["mlflow.tracking_uri=sqlite:////x/mlflow.db"])
     assert args[:4] == ["--queue", "-n", "abl-base-s2", "-S"] and args[-1] == "evaluate"
     sets = [args[i + 1] for i, a in enumerate(args) if a == "-S"]
-    assert sets == ["train.seed=2", "++train.model.overrides.context=none", "++train.model.overrides.upsampler=upconv",
-                    "++train.model.overrides.global_skip=false", "mlflow.tracking_uri=sqlite:////x/mlflow.db"]
+    assert sets == [
+        "train.seed=2",
+        "++train.model.overrides.context=none",
+        "++train.model.overrides.upsampler=upconv",
+        "++train.model.overrides.global_skip=false",
+        "mlflow.tracking_uri=sqlite:////x/mlflow.db",
+    ]
 
 
 def test_score_averages_cajnn_over_the_qfs_of_one_set():
-    metrics = {"holdout/qf10/cajnn/psnr_y": 25.0, "holdout/qf40/cajnn/psnr_y": 27.0, "holdout/qf10/bicubic/psnr_y": 1.0,
-               "Set5/qf10/cajnn/psnr_y": 30.0, "holdout/qf10/cajnn/ssim_y": 0.7, "params": 5}
+    metrics = {
+        "holdout/qf10/cajnn/psnr_y": 25.0,
+        "holdout/qf40/cajnn/psnr_y": 27.0,
+        "holdout/qf10/bicubic/psnr_y": 1.0,
+        "Set5/qf10/cajnn/psnr_y": 30.0,
+        "holdout/qf10/cajnn/ssim_y": 0.7,
+        "params": 5,
+    }
     assert score(metrics) == ("Set5", 30.0)  # the first set by name when none is asked for
     assert score(metrics, "holdout") == ("holdout", 26.0)
     assert score({"params": 3}) is None
@@ -38,9 +54,17 @@ def test_score_averages_cajnn_over_the_qfs_of_one_set():
 
 def test_collect_averages_seeds_and_lists_every_setting():
     exps = [
-        {"name": "abl-lambda0-s1", "metrics": {"holdout/qf10/cajnn/psnr_y": 26.0}, "params": {"train": {"iterations": 900}}},
+        {
+            "name": "abl-lambda0-s1",
+            "metrics": {"holdout/qf10/cajnn/psnr_y": 26.0},
+            "params": {"train": {"iterations": 900}},
+        },
         {"name": "abl-lambda0-s0", "metrics": {"holdout/qf10/cajnn/psnr_y": 25.0}},
-        {"name": "abl-lambda16-s0", "metrics": {"holdout/qf10/cajnn/psnr_y": 24.0}, "params": {"train": {"iterations": 900}}},
+        {
+            "name": "abl-lambda16-s0",
+            "metrics": {"holdout/qf10/cajnn/psnr_y": 24.0},
+            "params": {"train": {"iterations": 900}},
+        },
         {"name": "abl-lambda1-s0", "metrics": {}},  # queued or failed: no result
         {"name": "other-exp", "metrics": {"holdout/qf10/cajnn/psnr_y": 99.0}},
     ]

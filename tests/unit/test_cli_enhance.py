@@ -55,7 +55,10 @@ def test_folder_with_one_corrupt_file_enhances_the_rest_and_reports_it(tmp_path,
     assert res.exit_code == 1, res.output
     out = tmp_path / "out"
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "a.png", "b.png", "sub/c.png"]  # subfolders kept, no temp files left behind
+        "a.png",
+        "b.png",
+        "sub/c.png",
+    ]  # subfolders kept, no temp files left behind
     assert size(out / "a.png") == (48, 40) and size(out / "b.png") == (28, 36)
     assert size(out / "sub" / "c.png") == (44, 32)
     assert res.output.count("broken.jpg") == 2  # once while running, once in the summary
@@ -66,8 +69,19 @@ def test_folder_with_one_corrupt_file_enhances_the_rest_and_reports_it(tmp_path,
 def test_output_equals_the_library_call(tmp_path, weights):
     arr = rgb(13, 17, 4)
     write(tmp_path / "x.png", arr)
-    res = cli(tmp_path / "x.png", "-o", tmp_path / "o", "--weights", weights, "--tile", "8", "--overlap", "4",
-              "--device", "cpu")
+    res = cli(
+        tmp_path / "x.png",
+        "-o",
+        tmp_path / "o",
+        "--weights",
+        weights,
+        "--tile",
+        "8",
+        "--overlap",
+        "4",
+        "--device",
+        "cpu",
+    )
     assert res.exit_code == 0, res.output
     expected = enhance(arr, load_weights(weights), tile=8, overlap=4, device="cpu")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o" / "x.png")), expected)
@@ -143,7 +157,10 @@ def test_missing_input_is_reported_while_others_are_done(tmp_path, weights):
         (["--weights", "{w}", "--format", "gif"], "--format 'gif'"),
         (["--weights", "{w}", "--quality", "80"], "--quality applies to --format jpeg or webp"),
         (["--weights", "{w}", "--device", "tpu"], "device 'tpu'"),
-        (["--weights", "{w}", "--dtype", "fp16", "--device", "cpu"], "fp16 needs a CUDA device; use bf16 or fp32 on CPU"),
+        (
+            ["--weights", "{w}", "--dtype", "fp16", "--device", "cpu"],
+            "fp16 needs a CUDA device; use bf16 or fp32 on CPU",
+        ),
         (["--weights", "{w}", "--dtype", "fp8"], "use fp32, bf16 or fp16"),
         (["--weights", "{w}", "--outscale", "0"], "--outscale 0.0: must be a number above 0"),
         (["--weights", "{w}", "--suffix", "a/b"], "must not contain a path separator"),
@@ -273,8 +290,9 @@ def test_outscale_4_is_the_model_output_unchanged(tmp_path, weights):
     write(tmp_path / "x.png", arr)
     res = cli(tmp_path / "x.png", "-o", tmp_path / "o", "--weights", weights, "--outscale", "4", "--device", "cpu")
     assert res.exit_code == 0, res.output
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o" / "x.png")),
-                                  enhance(arr, load_weights(weights), device="cpu"))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "o" / "x.png")), enhance(arr, load_weights(weights), device="cpu")
+    )
 
 
 def test_skip_existing_does_no_work_twice(tmp_path, weights, monkeypatch):
@@ -326,8 +344,17 @@ def test_suffix_is_appended_to_stems_after_any_clash_tag(tmp_path, weights):
     write(tmp_path / "a.jpg", rgb(4, 4, 1))
     write(tmp_path / "a.png", rgb(4, 4, 2))
     write(tmp_path / "b.png", rgb(4, 4, 3))
-    res = cli(tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path,
-              "--weights", weights, "--suffix", "_x4")
+    res = cli(
+        tmp_path / "a.jpg",
+        tmp_path / "a.png",
+        tmp_path / "b.png",
+        "-o",
+        tmp_path,
+        "--weights",
+        weights,
+        "--suffix",
+        "_x4",
+    )
     assert res.exit_code == 0, res.output  # with a suffix, outputs can sit beside their inputs
     assert sorted(p.name for p in tmp_path.glob("*_x4.png")) == ["a_jpg_x4.png", "a_png_x4.png", "b_x4.png"]
 

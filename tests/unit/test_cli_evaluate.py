@@ -29,8 +29,23 @@ def test_evaluate_weights_on_a_folder(tmp_path):
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(hr / f"{i}.png")
     (hr / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["evaluate", "--weights", str(weights), "--set", f"toy={hr}", "--qualities", "10,40",
-                                   "--no-self-ensemble", "-o", str(out), "--params", str(tmp_path / "none.yaml")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--weights",
+            str(weights),
+            "--set",
+            f"toy={hr}",
+            "--qualities",
+            "10,40",
+            "--no-self-ensemble",
+            "-o",
+            str(out),
+            "--params",
+            str(tmp_path / "none.yaml"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"toy/qf10/cajnn/psnr_y", "toy/qf40/bicubic/psnr_y"} <= set(metrics)

@@ -39,12 +39,21 @@ def synthetic_protocol(set_name: str = "<b>tiny & co</b>", side: int = 48) -> Pr
         40: {"bicubic": result(27.7161, 0.7104), "cajnn": result(27.9847, 0.7225), "cajnn_x8": result(28.02, 0.7239)},
     }
     sweep = EvalReport()
-    sweep.results[set_name] = {qf: {"bicubic": result(25 + qf / 30, 0.6), "cajnn": result(25.3 + qf / 31, 0.61)}
-                               for qf in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)}
+    sweep.results[set_name] = {
+        qf: {"bicubic": result(25 + qf / 30, 0.6), "cajnn": result(25.3 + qf / 31, 0.61)}
+        for qf in (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+    }
     gt = textured(side, side, 0)
-    crops = [Crop(set_name, qf, "cat\"<img>", (4, 8, side),
-                  {"gt": gt, "bicubic": textured(side, side, qf), "cajnn": textured(side, side, qf + 1)})
-             for qf in (10, 40)]
+    crops = [
+        Crop(
+            set_name,
+            qf,
+            'cat"<img>',
+            (4, 8, side),
+            {"gt": gt, "bicubic": textured(side, side, qf), "cajnn": textured(side, side, qf + 1)},
+        )
+        for qf in (10, 40)
+    ]
     return Protocol(report, sweep, params=417_000, missing_sets=["Set14"], seconds=1.0, crop_border=4, crops=crops)
 
 
@@ -71,16 +80,29 @@ def test_page_is_self_contained_and_escaped(tmp_path):
 def test_page_has_the_numbers_the_curve_and_the_sliders():
     page = compare_page(synthetic_protocol())
     # Table I: every method's mean scores per QF, and CAJNN's gain over bicubic
-    for text in ("25.72", "0.6526", "25.98", "0.6687", "25.99", "0.6695", "27.72", "28.02", "0.7239", "+0.25",
-                 "+0.27", "0.417 M parameters", "Set14"):
+    for text in (
+        "25.72",
+        "0.6526",
+        "25.98",
+        "0.6687",
+        "25.99",
+        "0.6695",
+        "27.72",
+        "28.02",
+        "0.7239",
+        "+0.25",
+        "+0.27",
+        "0.417 M parameters",
+        "Set14",
+    ):
         assert text in page, text
     # Fig. 3 curve: an inline SVG with axes labels and one marker per method and sweep QF
-    svg = page[page.index("<svg"):page.index("</svg>")]
+    svg = page[page.index("<svg") : page.index("</svg>")]
     assert "JPEG quality factor (QF)" in svg and "PSNR-Y (dB)" in svg
     assert svg.count("<circle") == 20 and svg.count("<polyline") == 2
     # one slider per crop, each with its three pictures, a labelled range input and the toggle
     assert page.count('<figure class="cmp"') == 2
-    assert page.count('type="range"') == 2 and page.count("aria-label=\"Split between") == 2
+    assert page.count('type="range"') == 2 and page.count('aria-label="Split between') == 2
     assert page.count('value="gt"') == 2 and page.count("<img") == 6
     assert "<script>" in page and "<script src" not in page
 
@@ -126,8 +148,14 @@ def test_run_protocol_keeps_the_centre_crops(tmp_path):
     folder.mkdir()
     Image.fromarray(textured(72, 100, 1)).save(folder / "a.png")
     Image.fromarray(textured(64, 64, 2)).save(folder / "b.png")
-    cfg = EvaluateConfig(sets={"tiny": "set"}, qualities=[10, 40], self_ensemble=False, sweep_set="tiny",
-                         sweep_qualities=[10, 40], samples=1)
+    cfg = EvaluateConfig(
+        sets={"tiny": "set"},
+        qualities=[10, 40],
+        self_ensemble=False,
+        sweep_set="tiny",
+        sweep_qualities=[10, 40],
+        samples=1,
+    )
     torch.manual_seed(0)
     samples = tmp_path / "samples"
     samples.mkdir()

@@ -85,12 +85,19 @@ BASE = """\
 
 
 def test_merge_semantics_mappings_merged_lists_replaced(tmp_path):
-    root = _conf(tmp_path, BASE, {"plain": "preset: plain\n", "custom": """\
+    root = _conf(
+        tmp_path,
+        BASE,
+        {
+            "plain": "preset: plain\n",
+            "custom": """\
         preset: custom
         train: {iterations: 99, model: {overrides: {num_blocks: 2}}}
         fetch: {holdout: [coffee]}
         evaluate: {sets: {b: data/b}, qualities: [40]}
-    """})
+    """,
+        },
+    )
     p = load_params(write_params(root, ["preset=custom"]))
     assert p.preset == "custom"
     assert p.train.iterations == 99 and p.train.batch_size == 4

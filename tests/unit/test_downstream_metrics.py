@@ -38,7 +38,10 @@ def test_average_precision_hand_computed():
     dets = [[((0, 0, 10, 10), 0.9), ((30, 30, 10, 10), 0.8), ((1, 1, 10, 10), 0.6)], [((0, 0, 20, 19), 0.7)]]
     assert average_precision(dets, truths) == pytest.approx(5 / 9)
     assert average_precision([[], []], truths) == 0.0
-    assert average_precision([[((0, 0, 10, 10), 1.0)], [((0, 0, 20, 20), 1.0)]], [[(0, 0, 10, 10)], [(0, 0, 20, 20)]]) == 1.0
+    assert (
+        average_precision([[((0, 0, 10, 10), 1.0)], [((0, 0, 20, 20), 1.0)]], [[(0, 0, 10, 10)], [(0, 0, 20, 20)]])
+        == 1.0
+    )
 
 
 def test_faces_outside_a_bin_are_ignored_not_false_positives():

@@ -90,6 +90,12 @@ def test_stage_deps_cover_the_code_it_runs(stage):
 def test_the_import_walk_finds_what_it_must():
     """The walk itself: the train stage reaches the model through two levels of imports."""
     code = {str(p.relative_to(ROOT)) for p in stage_code("train")}
-    assert {"pipelines/train.py", "cajnn/training/ray_trainer.py", "cajnn/archs/cajnn_arch.py",
-            "cajnn/archs/rrdb.py", "cajnn/__init__.py", "pipelines/_common.py"} <= code
+    assert {
+        "pipelines/train.py",
+        "cajnn/training/ray_trainer.py",
+        "cajnn/archs/cajnn_arch.py",
+        "cajnn/archs/rrdb.py",
+        "cajnn/__init__.py",
+        "pipelines/_common.py",
+    } <= code
     assert "cajnn/retrain.py" not in code

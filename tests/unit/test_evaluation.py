@@ -31,9 +31,7 @@ def photo(h: int, w: int, seed: int) -> np.ndarray:
     """Smooth gradients + a sinusoid + mild noise: bicubic-friendly, JPEG-sensitive."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
-    base = np.stack(
-        [40 + 160 * x / w, 60 + 120 * y / h, 128 + 70 * np.sin(x / 4.0 + seed) * np.cos(y / 6.0)], -1
-    )
+    base = np.stack([40 + 160 * x / w, 60 + 120 * y / h, 128 + 70 * np.sin(x / 4.0 + seed) * np.cos(y / 6.0)], -1)
     return np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8)
 
 
@@ -50,9 +48,7 @@ def test_evaluate_sets_structure_and_numbers(image_set):
     bic = bicubic_method(4)
     methods = {"bicubic": bic, "copy": lambda lr: bic(lr).copy()}
     seen = []
-    report = evaluate_sets(
-        methods, {"tiny": image_set}, [10, 40], on_image=lambda *a: seen.append(a)
-    )
+    report = evaluate_sets(methods, {"tiny": image_set}, [10, 40], on_image=lambda *a: seen.append(a))
     assert isinstance(report, EvalReport)
     assert report.skipped == []
     assert list(report.results) == ["tiny"]
@@ -116,9 +112,7 @@ def test_flat_metrics_keys(image_set):
     bic = bicubic_method(4)
     report = evaluate_sets({"bicubic": bic, "copy": lambda lr: bic(lr).copy()}, {"set": image_set}, [10, 40])
     flat = flat_metrics(report)
-    expected = {
-        f"set/qf{qf}/{m}/{k}" for qf in (10, 40) for m in ("bicubic", "copy") for k in ("psnr_y", "ssim_y")
-    }
+    expected = {f"set/qf{qf}/{m}/{k}" for qf in (10, 40) for m in ("bicubic", "copy") for k in ("psnr_y", "ssim_y")}
     assert set(flat) == expected
     assert flat["set/qf10/bicubic/psnr_y"] == round(report.results["set"][10]["bicubic"].psnr_y, 4)
     assert flat["set/qf40/copy/ssim_y"] == round(report.results["set"][40]["copy"].ssim_y, 5)
@@ -135,7 +129,10 @@ def test_markdown_table(image_set):
     rows = lines[2:]
     assert len(rows) == 2 * 2  # one row per QF x method
     assert [r.split("|")[1:3] for r in rows] == [
-        [" 10 ", " Bicubic "], [" 10 ", " Copy "], [" 40 ", " Bicubic "], [" 40 ", " Copy "],
+        [" 10 ", " Bicubic "],
+        [" 10 ", " Copy "],
+        [" 40 ", " Bicubic "],
+        [" 40 ", " Copy "],
     ]
     assert rows[0].split("|")[3].strip() == "-"  # bicubic has no parameters
     assert rows[1].split("|")[3].strip() == "1.234"
@@ -194,7 +191,10 @@ def test_several_sets(image_set, tmp_path):
     assert list(report.results) == ["one", "two"]
     assert report.results["two"][10]["bicubic"].images == 1
     assert set(flat_metrics(report)) == {
-        "one/qf10/bicubic/psnr_y", "one/qf10/bicubic/ssim_y", "two/qf10/bicubic/psnr_y", "two/qf10/bicubic/ssim_y"
+        "one/qf10/bicubic/psnr_y",
+        "one/qf10/bicubic/ssim_y",
+        "two/qf10/bicubic/psnr_y",
+        "two/qf10/bicubic/ssim_y",
     }
 
 

@@ -22,7 +22,7 @@ def zip_bytes(entries: dict[str, bytes], symlinks: dict[str, str] | None = None)
             zf.writestr(name, data)
         for name, target in (symlinks or {}).items():
             info = zipfile.ZipInfo(name)
-            info.external_attr = (0o120777 << 16)
+            info.external_attr = 0o120777 << 16
             zf.writestr(info, target)
     return buf.getvalue()
 
@@ -49,15 +49,23 @@ def test_safe_name_normalises():
 
 @pytest.mark.parametrize("kind", ["zip", "tar", "tar.gz"])
 def test_keeps_only_images_of_the_selected_folder(tmp_path, kind):
-    entries = {"d/HR/1.png": b"1", "d/HR/s/2.JPG": b"22", "d/HR/notes.txt": b"t", "d/LR/1.png": b"x",
-               "d/HR/__MACOSX/._1.png": b"m", "d/HR/._3.png": b"m"}
+    entries = {
+        "d/HR/1.png": b"1",
+        "d/HR/s/2.JPG": b"22",
+        "d/HR/notes.txt": b"t",
+        "d/LR/1.png": b"x",
+        "d/HR/__MACOSX/._1.png": b"m",
+        "d/HR/._3.png": b"m",
+    }
     data = zip_bytes(entries) if kind == "zip" else tar_bytes(entries, mode="w:gz" if kind == "tar.gz" else "w")
     archive = put(tmp_path, f"a.{kind}", data)
     res = extract(archive, {"d/HR": tmp_path / "out"}, label="t", progress=False)["d/HR"]
     assert files_under(tmp_path / "out") == {"1.png", "s/2.JPG"}
     assert sorted(r["file"] for r in res.kept) == ["1.png", "s/2.JPG"]
     assert {s["member"]: s["reason"] for s in res.skipped} == {
-        "d/HR/notes.txt": "not an image file", "d/HR/__MACOSX/._1.png": "macOS metadata", "d/HR/._3.png": "macOS metadata",
+        "d/HR/notes.txt": "not an image file",
+        "d/HR/__MACOSX/._1.png": "macOS metadata",
+        "d/HR/._3.png": "macOS metadata",
     }
 
 
@@ -123,15 +131,26 @@ def deb_bytes(members: dict[str, bytes]) -> bytes:
 
 
 def test_debian_package_is_read_as_its_data_tar(tmp_path):
-    data = tar_bytes({"./usr/share/bg/nature/a.jpg": b"1", "./usr/share/bg/nature/b.png": b"22",
-                      "./usr/share/bg/abstract/c.png": b"3", "./usr/share/doc/copyright": b"c"}, mode="w:xz")
-    deb = put(tmp_path, "p_1.0_all.deb", deb_bytes({"debian-binary": b"2.0\n", "control.tar.xz": b"odd",
-                                                    "data.tar.xz": data}))
+    data = tar_bytes(
+        {
+            "./usr/share/bg/nature/a.jpg": b"1",
+            "./usr/share/bg/nature/b.png": b"22",
+            "./usr/share/bg/abstract/c.png": b"3",
+            "./usr/share/doc/copyright": b"c",
+        },
+        mode="w:xz",
+    )
+    deb = put(
+        tmp_path, "p_1.0_all.deb", deb_bytes({"debian-binary": b"2.0\n", "control.tar.xz": b"odd", "data.tar.xz": data})
+    )
     res = extract(deb, {"usr/share/bg/nature": tmp_path / "out"}, label="t", progress=False)
     assert files_under(tmp_path / "out") == {"a.jpg", "b.png"}
     assert sorted(r["file"] for r in res["usr/share/bg/nature"].kept) == ["a.jpg", "b.png"]
-    unsafe = put(tmp_path, "bad.deb", deb_bytes({"debian-binary": b"2.0\n", "data.tar.xz": tar_bytes(
-        {"../../evil.png": b"x"}, mode="w:xz")}))
+    unsafe = put(
+        tmp_path,
+        "bad.deb",
+        deb_bytes({"debian-binary": b"2.0\n", "data.tar.xz": tar_bytes({"../../evil.png": b"x"}, mode="w:xz")}),
+    )
     with pytest.raises(UnsafeArchiveError, match="contains '..'"):
         extract(unsafe, {"": tmp_path / "out2"}, label="t", progress=False)
     from cajnn.fetch import FetchError

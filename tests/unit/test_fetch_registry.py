@@ -79,7 +79,11 @@ GOOD_SOURCE = {"parts": {"p": {"archive": "a.zip", "member": "a", "to": "A"}}}
         ({"a.zip": {**GOOD_ARCHIVE, "bytes": "big"}}, {}, "bytes"),
         ({"a.zip": GOOD_ARCHIVE}, {"s": {"parts": {"p": {"archive": "b.zip", "member": "a", "to": "A"}}}}, "b.zip"),
         ({"a.zip": GOOD_ARCHIVE}, {"s": {"parts": {"p": {"archive": "a.zip", "to": "A"}}}}, "member"),
-        ({"a.zip": GOOD_ARCHIVE}, {"s": {"parts": {"p": {"archive": "a.zip", "member": "a", "to": "../A"}}}}, r"'\.\.'"),
+        (
+            {"a.zip": GOOD_ARCHIVE},
+            {"s": {"parts": {"p": {"archive": "a.zip", "member": "a", "to": "../A"}}}},
+            r"'\.\.'",
+        ),
         ({"a.zip": GOOD_ARCHIVE}, {"s": {"parts": {"p": {"user": "other", "to": "A"}}}}, "manga109"),
         ({"a.zip": GOOD_ARCHIVE}, {"s": {**GOOD_SOURCE, "default": ["q"]}}, "default"),
     ],

@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def opts(tmp_path: Path, **kw) -> FetchOptions:
-    cfg = FetchConfig(dest=str(tmp_path / "raw"), cache_dir=str(tmp_path / "cache"), registry=str(REPO / "data_registry.yaml"))
+    cfg = FetchConfig(
+        dest=str(tmp_path / "raw"), cache_dir=str(tmp_path / "cache"), registry=str(REPO / "data_registry.yaml")
+    )
     return FetchOptions.from_config(cfg, tmp_path, progress=False, **kw)
 
 
@@ -47,7 +49,12 @@ def test_cache_inside_the_output_is_refused(tmp_path):
 
 def test_plan_groups_parts_by_archive_and_refuses_overlaps(tmp_path):
     jobs, notes = plan(["div2k:train", "benchmark", "sample", "s3://bkt/web/2024", "div2k:train"], opts(tmp_path))
-    assert [j.label for j in jobs] == ["div2k:train", "benchmark:Set5,Set14,B100,Urban100", "sample", "s3://bkt/web/2024"]
+    assert [j.label for j in jobs] == [
+        "div2k:train",
+        "benchmark:Set5,Set14,B100,Urban100",
+        "sample",
+        "s3://bkt/web/2024",
+    ]
     assert jobs[1].targets == [f"benchmark/{s}/HR" for s in ("Set5", "Set14", "B100", "Urban100")]
     assert len(notes) == 1 and "Manga109" in notes[0]
 

@@ -214,8 +214,9 @@ def test_icc_profile_is_carried_over(tmp_path, weights):
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     Image.fromarray(noise((5, 7, 3), 11)).save(tmp_path / "icc.png", icc_profile=icc)
     Image.fromarray(noise((5, 7, 4), 12)).save(tmp_path / "icc_a.webp", icc_profile=icc, lossless=True)
-    res = cli(tmp_path / "icc.png", tmp_path / "icc_a.webp", "-o", tmp_path / "o", "--weights", weights,
-              "--format", "auto")
+    res = cli(
+        tmp_path / "icc.png", tmp_path / "icc_a.webp", "-o", tmp_path / "o", "--weights", weights, "--format", "auto"
+    )
     assert res.exit_code == 0, res.output
     for name, mode in [("icc.png", "RGB"), ("icc_a.webp", "RGBA")]:
         with Image.open(tmp_path / "o" / name) as im:
@@ -227,8 +228,18 @@ def test_alpha_to_jpeg_is_composited_on_white_with_one_warning(tmp_path, weights
     rgba[:, :, 3] = 0  # fully transparent: white after compositing
     Image.fromarray(rgba).save(tmp_path / "t1.png")
     Image.fromarray(rgba).save(tmp_path / "t2.png")
-    res = cli(tmp_path / "t1.png", tmp_path / "t2.png", "-o", tmp_path / "o", "--weights", weights,
-              "--format", "jpeg", "--quality", "100")
+    res = cli(
+        tmp_path / "t1.png",
+        tmp_path / "t2.png",
+        "-o",
+        tmp_path / "o",
+        "--weights",
+        weights,
+        "--format",
+        "jpeg",
+        "--quality",
+        "100",
+    )
     assert res.exit_code == 0, res.output
     assert res.output.count("warning: JPEG has no alpha channel") == 1
     with Image.open(tmp_path / "o" / "t1.jpg") as im:

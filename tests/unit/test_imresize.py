@@ -424,8 +424,8 @@ def test_result_independent_of_band_size(monkeypatch):
     img = rng.integers(0, 256, (203, 157, 3), dtype=np.uint8)
     ref = {s: matlab_imresize(img, s) for s in (0.25, 4, 1 / 3)}
     for size in (1, 3, 16, 10_000):  # 1 output sample per band ... all in one band
-        monkeypatch.setattr(mod, "_axis0_block", lambda m: size)
-        monkeypatch.setattr(mod, "_axis1_block", lambda rows: size)
+        monkeypatch.setattr(mod, "_axis0_block", lambda m, size=size: size)
+        monkeypatch.setattr(mod, "_axis1_block", lambda rows, size=size: size)
         for s, expected in ref.items():
             np.testing.assert_array_equal(matlab_imresize(img, s), expected)
 

@@ -264,6 +264,7 @@ def test_resolve_device_cuda_missing_is_a_clear_error():
 
 # --------------------------------------------------------------------------- automatic tiling
 
+
 def _window_calls(model):
     calls = []
     return calls, model.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape[-2:])))
@@ -298,8 +299,11 @@ def test_auto_tile_uses_whole_image_when_it_fits(micro):
 def _brute_force_plan(h, w, model, budget, overlap=DEFAULT_OVERLAP):
     """Largest square T whose window fits the budget (linear scan), then balanced tiles."""
     fixed = plan_tiles(h, w, model, tile=0).estimated_bytes - estimate_forward_bytes(model.config, h * w)
-    fits = [t for t in range(MIN_AUTO_TILE, max(h, w) + 1)
-            if fixed + estimate_forward_bytes(model.config, min(t + 2 * overlap, h) * min(t + 2 * overlap, w)) <= budget]
+    fits = [
+        t
+        for t in range(MIN_AUTO_TILE, max(h, w) + 1)
+        if fixed + estimate_forward_bytes(model.config, min(t + 2 * overlap, h) * min(t + 2 * overlap, w)) <= budget
+    ]
     t = max(fits, default=MIN_AUTO_TILE)
     return math.ceil(h / math.ceil(h / t)), math.ceil(w / math.ceil(w / t))
 
@@ -387,7 +391,8 @@ def test_memory_estimate_of_the_paper_network():
     assert peak_activation_bytes_per_pixel({**cfg, "upsampler": "upconv"}) > peak_activation_bytes_per_pixel(cfg)
     assert estimate_forward_bytes(cfg, 0) > 0  # constant allocator slack
     assert estimate_forward_bytes(cfg, 2000) - estimate_forward_bytes(cfg, 1000) == pytest.approx(
-        1000 * peak_activation_bytes_per_pixel(cfg) * 1.3, abs=2)
+        1000 * peak_activation_bytes_per_pixel(cfg) * 1.3, abs=2
+    )
 
 
 _MEASURE = """
@@ -414,13 +419,20 @@ print(json.dumps({"measured": peak, "estimated": estimate_forward_bytes(model.co
 """
 
 
-@pytest.mark.skipif(not (sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)),
-                    reason="needs Linux /proc/self/clear_refs to reset the peak RSS")
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)),
+    reason="needs Linux /proc/self/clear_refs to reset the peak RSS",
+)
 def test_memory_estimate_bounds_the_measured_peak_rss():
     """The estimate that automatic tiling relies on is an upper bound of the real peak resident
     memory of a forward pass, and not a wildly pessimistic one."""
-    res = subprocess.run([sys.executable, "-c", _MEASURE], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    res = subprocess.run(
+        [sys.executable, "-c", _MEASURE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout.strip().splitlines()[-1])
     assert r["measured"] <= r["estimated"] <= 2 * r["measured"], r
@@ -428,11 +440,13 @@ def test_memory_estimate_bounds_the_measured_peak_rss():
 
 # --------------------------------------------------------------------------- layout, dtype, callbacks
 
+
 def test_channels_last_is_used_and_matches_contiguous(micro):
     x = image(33, 29, seed=5)
     formats = []
     hook = micro.conv_first.register_forward_pre_hook(
-        lambda m, i: formats.append(i[0].is_contiguous(memory_format=torch.channels_last) and not i[0].is_contiguous()))
+        lambda m, i: formats.append(i[0].is_contiguous(memory_format=torch.channels_last) and not i[0].is_contiguous())
+    )
     try:
         cl = enhance(x, micro, device="cpu", channels_last=True)
         nchw = enhance(x, micro, device="cpu", channels_last=False)
@@ -456,8 +470,9 @@ def test_on_tile_reports_progress(micro):
     assert seen == [(i, 6) for i in range(1, 7)]
 
 
-@pytest.mark.skipif(not cpu_supports_bf16(),
-                    reason="this CPU has no native bf16 (no avx512_bf16/amx_bf16 flag in /proc/cpuinfo)")
+@pytest.mark.skipif(
+    not cpu_supports_bf16(), reason="this CPU has no native bf16 (no avx512_bf16/amx_bf16 flag in /proc/cpuinfo)"
+)
 def test_bf16_autocast_on_cpu(micro):
     x = image(24, 31, seed=6)
     dtypes = []

@@ -38,6 +38,7 @@ def _unit(rel: str) -> configparser.ConfigParser:
 
 # --------------------------------------------------------------------------- the command checker
 
+
 def _cli_commands() -> set[str]:
     from typer.main import get_command
 
@@ -68,7 +69,7 @@ CHECKOUT_ROOTS = ("/opt/cajnn/", "/srv/cajnn/", "/workspace/cajnn/")
 def _repo_file(path: str) -> Path | None:
     """`path` (relative to the repository, or under one of CHECKOUT_ROOTS) as a file of this
     repository, or None when it is not one."""
-    rel = next((path[len(root):] for root in CHECKOUT_ROOTS if path.startswith(root)), path)
+    rel = next((path[len(root) :] for root in CHECKOUT_ROOTS if path.startswith(root)), path)
     return None if rel.startswith("/") else REPO / rel
 
 
@@ -119,7 +120,9 @@ def _check_segment(seg: list[str], found: list[tuple[str, ...]]) -> list[str]:
         module = args[1]
         found.append(("python -m", module))
         if module.startswith(("pipelines.", "cajnn.")):
-            return [] if (REPO / (module.replace(".", "/") + ".py")).is_file() else [f"python -m {module}: no such module"]
+            return (
+                [] if (REPO / (module.replace(".", "/") + ".py")).is_file() else [f"python -m {module}: no such module"]
+            )
         return check_command([module, *args[2:]], found) if module in ("dvc", "mlflow") else []
     if prog in ("python", "python3"):
         return []  # python -c ...
@@ -163,6 +166,7 @@ def test_the_checker_catches_missing_commands():
 
 # --------------------------------------------------------------------------- all commands in infra/
 
+
 def _all_commands() -> list[tuple[str, str | list[str]]]:
     cmds: list[tuple[str, str | list[str]]] = []
     for name, svc in _yaml("compose.yaml")[0]["services"].items():
@@ -182,15 +186,17 @@ def _all_commands() -> list[tuple[str, str | list[str]]]:
     cmds.append(("systemd ExecStartPre", service["ExecStartPre"]))
     cmds.append(("systemd ExecStart", service["ExecStart"]))
     cmds.append(("cron", _cron_line().split(None, 6)[6]))
-    cmds.append(("Dockerfile CMD", json.loads(re.search(r"^CMD (.+)$", (INFRA / "Dockerfile").read_text(), re.M).group(1))))
+    cmds.append(
+        ("Dockerfile CMD", json.loads(re.search(r"^CMD (.+)$", (INFRA / "Dockerfile").read_text(), re.M).group(1)))
+    )
     return cmds
 
 
 def _cluster_run_command() -> str:
     """The `ray exec infra/ray/cluster.yaml "..."` command documented at the top of cluster.yaml
     (comment lines, `\\` continuations joined): how the pipeline is run on that cluster."""
-    lines = [l[1:].strip() for l in (INFRA / "ray" / "cluster.yaml").read_text().splitlines() if l.startswith("#")]
-    start = next(i for i, l in enumerate(lines) if l.startswith("ray exec infra/ray/cluster.yaml"))
+    lines = [ln[1:].strip() for ln in (INFRA / "ray" / "cluster.yaml").read_text().splitlines() if ln.startswith("#")]
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("ray exec infra/ray/cluster.yaml"))
     command = ""
     for line in lines[start:]:
         command += line[:-1] + " " if line.endswith("\\") else line
@@ -203,13 +209,23 @@ def test_every_command_in_infra_exists():
     found: list[tuple[str, ...]] = []
     errors = [f"{where}: {e}" for where, cmd in _all_commands() for e in check_command(cmd, found)]
     assert errors == []
-    for needed in [("cajnn", "retrain"), ("make", "retrain"), ("mlflow", "server"), ("mlflow", "models serve"),
-                   ("dvc", "exp run"), ("ray", "start"), ("ray", "exec"), ("script", "infra/update-checkout.sh"),
-                   ("script", "/opt/cajnn/infra/update-checkout.sh"), ("script", "/srv/cajnn/infra/update-checkout.sh")]:
+    for needed in [
+        ("cajnn", "retrain"),
+        ("make", "retrain"),
+        ("mlflow", "server"),
+        ("mlflow", "models serve"),
+        ("dvc", "exp run"),
+        ("ray", "start"),
+        ("ray", "exec"),
+        ("script", "infra/update-checkout.sh"),
+        ("script", "/opt/cajnn/infra/update-checkout.sh"),
+        ("script", "/srv/cajnn/infra/update-checkout.sh"),
+    ]:
         assert needed in found, needed
 
 
 # --------------------------------------------------------------------------- structure of each file
+
 
 @pytest.mark.parametrize("path", sorted(p.relative_to(INFRA).as_posix() for p in INFRA.rglob("*.y*ml")))
 def test_yaml_files_parse(path):
@@ -237,7 +253,8 @@ def _image_pin(image: str) -> tuple[str, str | None, str | None]:
     assert m, f"{image}: not an image reference"
     repo, tag, digest = m["repo"], m["tag"], m["digest"]
     assert digest or (tag and re.search(r"\d", tag) and tag not in ("latest", "stable", "dev")), (
-        f"{image}: pin it by a version tag or a digest")
+        f"{image}: pin it by a version tag or a digest"
+    )
     return repo, tag, digest
 
 
@@ -301,7 +318,7 @@ def test_compose_mlflow_server_with_s3_artifacts():
     # The buckets everything else names: MLflow's artifacts, the retrain source, the DVC remote,
     # Ray Train's storage in the cluster files.
     buckets = set(services["buckets"]["environment"]["BUCKETS"].split())
-    assert artifacts[len("s3://"):].split("/")[0] in buckets
+    assert artifacts[len("s3://") :].split("/")[0] in buckets
     retrain_source = services["retrain"]["environment"]["CAJNN_RETRAIN_SOURCE"]
     assert re.search(r"s3://([^/}]+)/", retrain_source)[1] in buckets
     dvc_remote = re.search(r"url = s3://([^/\s]+)", (REPO / ".dvc" / "config").read_text())[1]
@@ -335,8 +352,13 @@ def test_k8s_cronjob_runs_retrain_weekly():
     assert all("secretKeyRef" in env[k]["valueFrom"] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
     # `cajnn retrain` imports the checkout's package (the code at CAJNN_GIT_REF), not the image's.
     assert env["PYTHONPATH"]["value"] == container["workingDir"] == "/workspace/cajnn"
-    assert {"MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "CAJNN_RETRAIN_SOURCE", "CAJNN_GIT_URL",
-            "CAJNN_GIT_REF"} <= set(docs["ConfigMap"]["data"])
+    assert {
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_S3_ENDPOINT_URL",
+        "CAJNN_RETRAIN_SOURCE",
+        "CAJNN_GIT_URL",
+        "CAJNN_GIT_REF",
+    } <= set(docs["ConfigMap"]["data"])
     assert docs["ConfigMap"]["data"]["CAJNN_GIT_REF"].strip()
 
 
@@ -349,8 +371,12 @@ def test_k8s_cronjob_updates_its_checkout_before_every_run():
     (init,) = pod["initContainers"]
     (main,) = pod["containers"]
     assert init["image"] == main["image"]
-    assert init["command"] == ["bash", "/opt/cajnn/infra/update-checkout.sh", main["workingDir"],
-                               "/opt/cajnn/requirements.lock"]
+    assert init["command"] == [
+        "bash",
+        "/opt/cajnn/infra/update-checkout.sh",
+        main["workingDir"],
+        "/opt/cajnn/requirements.lock",
+    ]
     assert "WORKDIR /opt/cajnn" in (INFRA / "Dockerfile").read_text()  # where the image keeps the repository
     assert {"configMapRef": {"name": docs["ConfigMap"]["metadata"]["name"]}} in init["envFrom"]
     mounts = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
@@ -369,7 +395,11 @@ def test_kuberay_rayjob_has_one_gpu_worker():
     assert group["replicas"] == group["minReplicas"] == group["maxReplicas"] == 1
     worker = group["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    claims = {v["persistentVolumeClaim"]["claimName"] for v in group["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in group["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
     pvcs = {d["metadata"]["name"] for d in _yaml("k8s/retrain-cronjob.yaml") if d["kind"] == "PersistentVolumeClaim"}
     assert claims <= pvcs
 
@@ -380,9 +410,9 @@ def _dvc_overrides(command: str) -> dict[str, str]:
     words = shlex.split(command)
     while words[0] in ("bash", "sh", "ray"):
         words = shlex.split(words[3] if words[0] == "ray" else words[words.index("-c") + 1])
-    (run,) = [i for i in range(len(words) - 2) if words[i:i + 3] == ["dvc", "exp", "run"]]
+    (run,) = [i for i in range(len(words) - 2) if words[i : i + 3] == ["dvc", "exp", "run"]]
     overrides = {}
-    for flag, value in zip(words[run + 3:], words[run + 4:]):
+    for flag, value in zip(words[run + 3 :], words[run + 4 :]):
         if flag == "-S":
             key, sep, val = value.partition("=")
             assert sep, value
@@ -401,7 +431,7 @@ def _params_key_exists(dotted: str) -> bool:
 
 def test_dvc_overrides_helper():
     assert _dvc_overrides("bash -c 'cd /w && dvc exp run -S a.b=1 -S \"c.d=$X\"'") == {"a.b": "1", "c.d": "$X"}
-    assert _dvc_overrides("ray exec c.yaml \"cd ~/c && A=$A dvc exp run -S t.e=\"") == {"t.e": ""}
+    assert _dvc_overrides('ray exec c.yaml "cd ~/c && A=$A dvc exp run -S t.e="') == {"t.e": ""}
     assert _params_key_exists("train.storage_endpoint_url") and not _params_key_exists("train.storage_bucket")
 
 
@@ -414,7 +444,9 @@ def test_ray_clusters_keep_checkpoints_in_s3(where):
         overrides = _dvc_overrides(job["spec"]["entrypoint"])
     else:
         overrides = _dvc_overrides(_cluster_run_command())
-    assert all(_params_key_exists(k) for k in overrides), f"not in params.yaml: {[k for k in overrides if not _params_key_exists(k)]}"
+    assert all(_params_key_exists(k) for k in overrides), (
+        f"not in params.yaml: {[k for k in overrides if not _params_key_exists(k)]}"
+    )
     assert overrides["ray.address"] == "auto"
     assert re.fullmatch(r"s3://[a-zA-Z0-9.-]+/\S+", overrides["train.storage_path"]), overrides
     endpoint = overrides["train.storage_endpoint_url"]
@@ -423,14 +455,19 @@ def test_ray_clusters_keep_checkpoints_in_s3(where):
         assert endpoint == "$AWS_ENDPOINT_URL"
         config = {d["metadata"]["name"]: d for d in _yaml("k8s/retrain-cronjob.yaml") if d["kind"] == "ConfigMap"}
         spec = job["spec"]["rayClusterSpec"]
-        for pod in [spec["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in spec["workerGroupSpecs"]]:
+        for pod in [spec["headGroupSpec"]["template"]["spec"]] + [
+            g["template"]["spec"] for g in spec["workerGroupSpecs"]
+        ]:
             container = pod["containers"][0]
             (ref,) = [e["configMapRef"]["name"] for e in container["envFrom"]]
             assert re.fullmatch(r"https?://[^\s/]+(:\d+)?/?", config[ref]["data"]["AWS_ENDPOINT_URL"])
             assert {e["name"] for e in container["env"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
             # Every Ray process imports the checkout on the shared volume, like the driver.
             (pythonpath,) = [e["value"] for e in container["env"] if e["name"] == "PYTHONPATH"]
-            assert pythonpath == "/workspace/cajnn" and {"name": "workspace", "mountPath": "/workspace"} in container["volumeMounts"]
+            assert (
+                pythonpath == "/workspace/cajnn"
+                and {"name": "workspace", "mountPath": "/workspace"} in container["volumeMounts"]
+            )
     else:
         # Empty = AWS S3 itself (the cluster is on AWS); else an S3-compatible endpoint.
         assert endpoint == "" or re.fullmatch(r"https?://\S+", endpoint)
@@ -476,8 +513,11 @@ def test_systemd_timer_and_service():
 
 
 def _cron_line() -> str:
-    (line,) = [l for l in (INFRA / "cron" / "cajnn-retrain").read_text().splitlines()
-               if l.strip() and not l.startswith("#") and "=" not in l.split()[0]]
+    (line,) = [
+        ln
+        for ln in (INFRA / "cron" / "cajnn-retrain").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#") and "=" not in ln.split()[0]
+    ]
     return line
 
 
@@ -501,18 +541,18 @@ def test_cron_line_updates_the_checkout_before_retraining():
 
 
 def _env_example() -> dict[str, str]:
-    lines = [l for l in (INFRA / "env.example").read_text().splitlines() if l and not l.startswith("#")]
-    return dict(l.split("=", 1) for l in lines)
+    lines = [ln for ln in (INFRA / "env.example").read_text().splitlines() if ln and not ln.startswith("#")]
+    return dict(ln.split("=", 1) for ln in lines)
 
 
 def test_dockerfile():
-    lines = [l for l in (INFRA / "Dockerfile").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    lines = [ln for ln in (INFRA / "Dockerfile").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[0].startswith("FROM ")
     for line in lines:
         if line.startswith("COPY "):
             *sources, _dest = line.split()[1:]
             assert all((REPO / s).exists() for s in sources), line
-    assert any(l.startswith("USER ") and "root" not in l for l in lines)
+    assert any(ln.startswith("USER ") and "root" not in ln for ln in lines)
     assert "scripts/setup.sh" in (INFRA / "Dockerfile").read_text() and (REPO / "scripts" / "setup.sh").is_file()
     # apt packages: rsync (`ray up` in Docker mode rsyncs file_mounts into the container with
     # `docker exec`), git (infra/update-checkout.sh).
@@ -522,8 +562,9 @@ def test_dockerfile():
         for part in run.split("&&"):
             words = part.split()
             if words[:2] == ["apt-get", "install"] or words[1:3] == ["apt-get", "install"]:
-                installed |= {w for w in words if not w.startswith("-") and w not in ("apt-get", "install")
-                              and "=" not in w}
+                installed |= {
+                    w for w in words if not w.startswith("-") and w not in ("apt-get", "install") and "=" not in w
+                }
     assert {"rsync", "git"} <= installed, installed
     ignored = (INFRA / "Dockerfile.dockerignore").read_text().split()
     assert "infra" not in ignored and "infra/" not in ignored  # the image carries infra/update-checkout.sh
@@ -548,7 +589,7 @@ def test_no_secrets_in_infra():
                 for k, v in node["environment"].items():
                     if SECRET_NAME.search(k):
                         assert str(v).startswith("${"), f"{where}: {k} must be an ${{...}} reference"
-            for k, v in node.items():
+            for v in node.values():
                 walk(v, where)
         elif isinstance(node, list):
             for v in node:
@@ -560,8 +601,15 @@ def test_no_secrets_in_infra():
 
 
 def _git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -572,8 +620,13 @@ def _update(checkout: Path, ref: str | None, url: str | None, *lock: Path) -> su
         env["CAJNN_GIT_REF"] = ref
     if url is not None:
         env["CAJNN_GIT_URL"] = url
-    return subprocess.run(["bash", str(INFRA / "update-checkout.sh"), str(checkout), *map(str, lock)],
-                          env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", str(INFRA / "update-checkout.sh"), str(checkout), *map(str, lock)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_update_checkout_script(tmp_path):
@@ -634,15 +687,25 @@ def test_readme_explains_every_file_and_variable():
         if path.is_file() and path.name != "README.md":
             rel = path.relative_to(INFRA).as_posix()
             assert rel in readme or path.name in readme or rel.rsplit(".", 1)[0] in readme, rel
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "AWS_ENDPOINT_URL", "CAJNN_RETRAIN_SOURCE", "CAJNN_GIT_REF", "CAJNN_GIT_URL"):
+    for var in (
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_S3_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL",
+        "CAJNN_RETRAIN_SOURCE",
+        "CAJNN_GIT_REF",
+        "CAJNN_GIT_URL",
+    ):
         assert var in readme, var
     # Every variable infra/ asks for by name is explained, and none of the old server's remains.
     named = set(_env_example())
     for text in (INFRA / "compose.yaml").read_text(), (INFRA / "k8s" / "retrain-cronjob.yaml").read_text():
         named |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
     assert [v for v in sorted(named) if v not in readme] == []
-    assert "MINIO_ROOT" not in readme and not any("MINIO_ROOT" in p.read_text() for p in INFRA.rglob("*") if p.is_file())
+    assert "MINIO_ROOT" not in readme and not any(
+        "MINIO_ROOT" in p.read_text() for p in INFRA.rglob("*") if p.is_file()
+    )
 
 
 def test_make_retrain_target():

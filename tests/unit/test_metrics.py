@@ -79,9 +79,7 @@ def test_ssim_y_matches_skimage(pair):
     yp, yg = rgb_to_y(pred)[4:-4, 4:-4], rgb_to_y(gt)[4:-4, 4:-4]
     # skimage filters the whole image (reflect padding) and averages the map cropped by
     # (win_size - 1) // 2 = 5 pixels: exactly the windows that lie fully inside = our 'valid'.
-    ref = structural_similarity(
-        yp, yg, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
-    )
+    ref = structural_similarity(yp, yg, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255)
     ours = ssim_y(pred, gt)
     assert 0.5 < ours < 0.999
     assert ours == pytest.approx(ref, abs=1e-4)

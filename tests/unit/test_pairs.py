@@ -36,12 +36,16 @@ def test_a_served_copy_becomes_aligned_patches_marked_as_a_real_pair():
     table = pq.read_table(io.BytesIO(data))
     assert set(table.column("qf_chain").to_pylist()) == {REAL_PAIR} and set(table.column("qf").to_pylist()) == {92}
     hr, lr = decode_patches(table.to_pydict())
-    assert hr.shape[1:] == (96, 96, 3) and lr.shape[1:] == (24, 24, 3) and len(hr) == res.rows == 36  # 6 x 6 positions in 128 x 128
+    assert (
+        hr.shape[1:] == (96, 96, 3) and lr.shape[1:] == (24, 24, 3) and len(hr) == res.rows == 36
+    )  # 6 x 6 positions in 128 x 128
     # the HR patch shrunk back looks like the platform's LR patch (aligned, same content), and
     # less so one pixel off
     back = matlab_imresize(hr[14], 0.25).astype(float)[1:-1, 1:-1]
-    err = {d: np.abs(back - lr[14, 1 + d[0] : 23 + d[0], 1 + d[1] : 23 + d[1]].astype(float)).mean()
-           for d in ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))}
+    err = {
+        d: np.abs(back - lr[14, 1 + d[0] : 23 + d[0], 1 + d[1] : 23 + d[1]].astype(float)).mean()
+        for d in ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
+    }
     assert err[(0, 0)] < 4 and err[(0, 0)] == min(err.values()), err
 
 
@@ -61,7 +65,10 @@ def test_a_copy_shifted_by_a_pixel_is_realigned():
     "make, reason",
     [
         (lambda a, b: (_png(a), _served(a[:, 100:], 100, 40)), "differ in shape"),
-        (lambda a, b: (_png(a), _served(np.asarray(Image.fromarray(b).resize(a.shape[1::-1])), 150, 50)), "does not match"),
+        (
+            lambda a, b: (_png(a), _served(np.asarray(Image.fromarray(b).resize(a.shape[1::-1])), 150, 50)),
+            "does not match",
+        ),
         (lambda a, b: (_png(a), _png(a[::4, ::4])), "not a usable JPEG"),
         (lambda a, b: (b"not an image", _served(a, 150, 50)), "not an image"),
         (lambda a, b: (_png(a[:64, :64]), _served(a[:64, :64], 64, 50)), "upscaled"),
@@ -75,15 +82,19 @@ def test_pairs_that_cannot_be_reconciled_are_skipped_with_the_reason(make, reaso
 
 
 def test_list_pairs_matches_by_stem_and_reports_the_rest(tmp_path):
-    for side, names in {"originals": ["a.png", "b.png", "sub/c.png", "d.png", "d.tif"],
-                        "copies": ["a.jpg", "b.jpeg", "sub/c.jpg", "e.jpg", "d.jpg", ".hidden.jpg"]}.items():
+    for side, names in {
+        "originals": ["a.png", "b.png", "sub/c.png", "d.png", "d.tif"],
+        "copies": ["a.jpg", "b.jpeg", "sub/c.jpg", "e.jpg", "d.jpg", ".hidden.jpg"],
+    }.items():
         for name in names:
             (tmp_path / "plat" / side / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / "plat" / side / name).write_bytes(b"x")
     items, unmatched = list_pairs(["plat"], tmp_path)
     assert [i["relpath"] for i in items] == ["plat/a", "plat/b", "plat/sub/c"]
     assert {u["file"]: u["reason"] for u in unmatched} == {
-        "plat/d": "several files share the stem (d.png, d.tif, d.jpg)", "plat/e": "in copies/ but not in originals/"}
+        "plat/d": "several files share the stem (d.png, d.tif, d.jpg)",
+        "plat/e": "in copies/ but not in originals/",
+    }
     with pytest.raises(FileNotFoundError, match="originals/ and copies/"):
         list_pairs(["missing"], tmp_path)
 
@@ -104,8 +115,14 @@ def test_degrade_all_puts_pairs_in_the_same_shards_and_manifest(tmp_path):
     (pairs / "originals" / "rocket.png").write_bytes(_png(img))
     (pairs / "copies" / "rocket.jpg").write_bytes(_served(img, 160, 45))
     (pairs / "copies" / "orphan.jpg").write_bytes(_served(img, 100, 45))
-    cfg = DegradeConfig(inputs=["hr"], pairs=["plat"], profiles={"paper": ProfileConfig()}, patch_size=24, stride=24,
-                        qualities_per_image=2)
+    cfg = DegradeConfig(
+        inputs=["hr"],
+        pairs=["plat"],
+        profiles={"paper": ProfileConfig()},
+        patch_size=24,
+        stride=24,
+        qualities_per_image=2,
+    )
     items, unmatched = list_pairs(cfg.pairs, tmp_path)
     out = tmp_path / "out"
     out.mkdir()

@@ -54,7 +54,10 @@ def test_ijg_tables_follow_the_standard_scaling():
 def test_every_quality_is_read_exactly_from_libjpeg_turbo_and_pillow_files(subsampling):
     img = _photo("chelsea")[:64, :64]
     for q in range(10, 101):
-        for encoder, data in (("turbojpeg", jpeg_encode(img, q, subsampling)), ("pillow", _pillow_jpeg(img, q, subsampling))):
+        for encoder, data in (
+            ("turbojpeg", jpeg_encode(img, q, subsampling)),
+            ("pillow", _pillow_jpeg(img, q, subsampling)),
+        ):
             facts = read_jpeg_facts(data)
             assert (facts.quality.quality, facts.quality.ijg, facts.subsampling) == (q, True, subsampling), (encoder, q)
 
@@ -115,8 +118,13 @@ def test_files_that_are_not_usable_jpegs_say_why(tmp_path):
     Image.fromarray(img).save(png, "PNG")
     cmyk = io.BytesIO()
     Image.fromarray(img).convert("CMYK").save(cmyk, "JPEG")
-    cases = {b"": "not an image", b"hello": "not an image", good[:400]: "cannot decode",
-             png.getvalue(): "not a JPEG (PNG", cmyk.getvalue(): "CMYK"}
+    cases = {
+        b"": "not an image",
+        b"hello": "not an image",
+        good[:400]: "cannot decode",
+        png.getvalue(): "not a JPEG (PNG",
+        cmyk.getvalue(): "CMYK",
+    }
     for data, reason in cases.items():
         with pytest.raises(NotAJpegError, match=reason.replace("(", r"\(")):
             read_jpeg_facts(data)
@@ -210,7 +218,11 @@ def test_cli_show(tmp_path):
     f.write_bytes(jpeg_encode(_photo()[:200, :240], 42, "422"))
     res = CliRunner().invoke(app, ["profile", "show", str(f), "--tables"])
     assert res.exit_code == 0, res.output
-    assert "240x200" in res.output and "subsampling 422" in res.output and "quality factor: 42 (IJG tables, exact)" in res.output
+    assert (
+        "240x200" in res.output
+        and "subsampling 422" in res.output
+        and "quality factor: 42 (IJG tables, exact)" in res.output
+    )
     assert "luma table:" in res.output
     res = CliRunner().invoke(app, ["profile", "show", str(f), "--json"])
     facts = json.loads(res.output)

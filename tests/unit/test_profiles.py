@@ -15,8 +15,18 @@ from cajnn.config.degrade import RESIZE_KERNELS
 from cajnn.degradation import jpeg_compress, matlab_imresize, modcrop
 from cajnn.degradation.jpeg import jpeg_decode, jpeg_encode
 from cajnn.degradation.profile import (
-    PILLOW_KERNELS, JpegPass, apply_plan, cap_shape, degrade, degrade_image, draw_plans, fixed_plan,
-    plan_label, prepare, resize_to, shrink,
+    PILLOW_KERNELS,
+    JpegPass,
+    apply_plan,
+    cap_shape,
+    degrade,
+    degrade_image,
+    draw_plans,
+    fixed_plan,
+    plan_label,
+    prepare,
+    resize_to,
+    shrink,
 )
 from cajnn.evaluation import degrade_for_test
 
@@ -47,7 +57,13 @@ def big() -> np.ndarray:
 def test_paper_profile_is_the_spec(profiles):
     paper = profiles["paper"]
     assert paper == ProfileConfig()  # the defaults are the paper's setting
-    assert (paper.resize, paper.scale, paper.qf_min, paper.qf_max, paper.subsampling) == ("matlab_bicubic", 4, 10, 100, "420")
+    assert (paper.resize, paper.scale, paper.qf_min, paper.qf_max, paper.subsampling) == (
+        "matlab_bicubic",
+        4,
+        10,
+        100,
+        "420",
+    )
     assert (paper.compressions, paper.grid_offset, paper.max_side, paper.qf_values) == (1, 0, None, None)
 
 
@@ -55,8 +71,10 @@ def test_builtin_profiles_documented_as_assumptions(profiles):
     assert set(profiles) == {"paper", "paper_lowqf", "social_feed", "messenger", "photo_host"}
     lines = (REPO / "conf" / "config.yaml").read_text().splitlines()  # the commented source of params.yaml
     for name in profiles:
-        at = lines.index(f"    {name}:") if f"    {name}:" in lines else next(
-            i for i, line in enumerate(lines) if line.startswith(f"    {name}:")
+        at = (
+            lines.index(f"    {name}:")
+            if f"    {name}:" in lines
+            else next(i for i, line in enumerate(lines) if line.startswith(f"    {name}:"))
         )
         comments = []
         i = at - 1
@@ -347,7 +365,10 @@ def test_profile_validation_names_the_key_from_yaml():
         from_dict(DegradeConfig, {"profiles": {"web": {"grid_offst": 3}}})
 
 
-@pytest.mark.parametrize("kwargs, match", [({"qualities_per_image": 0}, "qualities_per_image"), ({"patch_size": 0}, "patch_size"), ({"stride": 0}, "stride")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"qualities_per_image": 0}, "qualities_per_image"), ({"patch_size": 0}, "patch_size"), ({"stride": 0}, "stride")],
+)
 def test_degrade_config_validation(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         DegradeConfig(**kwargs)

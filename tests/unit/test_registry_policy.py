@@ -102,12 +102,18 @@ def test_champion_without_metrics_is_not_first_model():
 
 # --------------------------------------------------------------------------- helpers around the policy
 
+
 def test_challenger_numbers_are_the_plain_cajnn_psnr_rows():
     from cajnn.serving.registry import psnr_from_metrics
 
     metrics = {
-        "Set5/qf10/cajnn/psnr_y": 25.0, "Set5/qf10/cajnn/ssim_y": 0.7, "Set5/qf10/bicubic/psnr_y": 23.0,
-        "Set5/qf10/cajnn_x8/psnr_y": 25.2, "B100/qf40/cajnn/psnr_y": 27.5, "params": 14884419, "eval_seconds": 3.0,
+        "Set5/qf10/cajnn/psnr_y": 25.0,
+        "Set5/qf10/cajnn/ssim_y": 0.7,
+        "Set5/qf10/bicubic/psnr_y": 23.0,
+        "Set5/qf10/cajnn_x8/psnr_y": 25.2,
+        "B100/qf40/cajnn/psnr_y": 27.5,
+        "params": 14884419,
+        "eval_seconds": 3.0,
     }
     assert psnr_from_metrics(metrics) == {"Set5/qf10": 25.0, "B100/qf40": 27.5}
 
@@ -174,13 +180,18 @@ def test_decode_image_accepts_encoded_images_and_uint8_arrays():
     Image.fromarray(img).convert("L").save(buf, "JPEG")
     kept = decode_image(buf.getvalue())[0]
     assert kept.gray and kept.network_input().shape == (5, 7, 3)
-    for bad, match in ((b"not an image", "cannot decode"), (np.full((4, 4, 3), 300), "uint8"),
-                       (np.zeros((4, 4, 5), np.uint8), "channels"), (np.zeros(5, np.uint8), "image array")):
+    for bad, match in (
+        (b"not an image", "cannot decode"),
+        (np.full((4, 4, 3), 300), "uint8"),
+        (np.zeros((4, 4, 5), np.uint8), "channels"),
+        (np.zeros(5, np.uint8), "image array"),
+    ):
         with pytest.raises(ValueError, match=match):
             decode_image(bad)
 
 
 # --------------------------------------------------------------------------- the served model (pyfunc)
+
 
 @pytest.fixture(scope="module")
 def micro_pyfunc(tmp_path_factory, one_torch_thread):
@@ -304,10 +315,12 @@ def test_pyfunc_bad_requests_are_invalid_parameter_value_with_the_problem(micro_
     model, _ = micro_pyfunc
     bomb = io.BytesIO()
     Image.new("1", (9000, 9000)).save(bomb, "PNG")  # 81 Mpx, over the 64 Mpx limit of cajnn enhance
-    for value, expected in ((base64.b64encode(b"not an image").decode(), "row 1: cannot decode image bytes"),
-                            ("", "row 1: image string is empty"),
-                            (base64.b64encode(bomb.getvalue()).decode(), "row 1: image too large"),
-                            (np.zeros((4, 4, 5), np.uint8), "row 1: image array must have 1, 2, 3 or 4 channels")):
+    for value, expected in (
+        (base64.b64encode(b"not an image").decode(), "row 1: cannot decode image bytes"),
+        ("", "row 1: image string is empty"),
+        (base64.b64encode(bomb.getvalue()).decode(), "row 1: image too large"),
+        (np.zeros((4, 4, 5), np.uint8), "row 1: image array must have 1, 2, 3 or 4 channels"),
+    ):
         with pytest.raises(MlflowException, match=expected) as info:
             model.predict(None, {"image": [np.zeros((4, 4, 3), np.uint8), value]})
         assert info.value.error_code == "INVALID_PARAMETER_VALUE"
@@ -334,8 +347,13 @@ def test_sets_fingerprint_changes_with_the_images(tmp_path):
 def test_downstream_gate():
     from cajnn.serving.registry import downstream_gate
 
-    m = {"text/qf10/lr/word_acc": 30.0, "text/qf10/cajnn/word_acc": 27.5,
-         "text/qf20/lr/word_acc": 50.0, "text/qf20/cajnn/word_acc": 49.0, "text/hr/word_acc": 95.0}
+    m = {
+        "text/qf10/lr/word_acc": 30.0,
+        "text/qf10/cajnn/word_acc": 27.5,
+        "text/qf20/lr/word_acc": 50.0,
+        "text/qf20/cajnn/word_acc": 49.0,
+        "text/hr/word_acc": 95.0,
+    }
     assert downstream_gate(m, None) is None  # off
     assert downstream_gate(m, 3.0) is None
     reason = downstream_gate(m, 2.0)

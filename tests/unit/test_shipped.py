@@ -4,10 +4,10 @@ and scoring on the held-out photos what its model card says (re-measured here)."
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from PIL import Image
 
 from cajnn import shipped
@@ -28,7 +28,9 @@ def test_cpu_base_is_installed_with_the_package_and_small():
     files = {p.name: p.stat().st_size for p in folder.iterdir()}
     assert set(files) == {"model.safetensors", "model.json", "card.json", "MODEL_CARD.md"}
     assert sum(files.values()) <= shipped.MAX_BYTES
-    pattern = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cajnn.shipped"]
+    pattern = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "cajnn.shipped"
+    ]
     assert sorted(p.split("/")[-1] for p in pattern) == sorted(files)  # every file goes into a wheel
     net = load_weights(shipped.weights_path())
     assert sum(p.numel() for p in net.parameters()) == shipped.card()["model"]["params"]
@@ -52,8 +54,9 @@ def test_held_out_gains_are_what_the_card_says_and_clearly_above_the_embedded_mo
     for name in ("chelsea", "coffee"):
         Image.fromarray(load_sample(name)).save(tmp_path / f"{name}.png")
     net = load_weights(shipped.weights_path())
-    report = evaluate_sets({"bicubic": bicubic_method(4), "cajnn": model_method(net)}, {"holdout": tmp_path},
-                           [10, 20, 40])
+    report = evaluate_sets(
+        {"bicubic": bicubic_method(4), "cajnn": model_method(net)}, {"holdout": tmp_path}, [10, 20, 40]
+    )
     card = shipped.card()["evaluation"]["gain_over_bicubic_db"]
     for qf in (10, 20, 40):
         r = report.results["holdout"][qf]
@@ -77,7 +80,8 @@ def test_export_writes_the_folder_from_a_pipeline_run_and_refuses_what_is_too_bi
     metrics = json.loads((REPO / "reports" / "metrics.json").read_text())
     assert card["evaluation"]["gain_over_bicubic_db"] == gains(metrics)
     assert gains(metrics)["holdout/qf10"] == pytest.approx(
-        metrics["holdout/qf10/cajnn/psnr_y"] - metrics["holdout/qf10/bicubic/psnr_y"], abs=1e-4)
+        metrics["holdout/qf10/cajnn/psnr_y"] - metrics["holdout/qf10/bicubic/psnr_y"], abs=1e-4
+    )
     assert card["retrain"] == "dvc exp run -S preset=embedded"  # not the shipped preset's own command
     assert load_weights(out / "model.safetensors").config == build_model("micro").config
     before = {p.name: p.read_bytes() for p in out.iterdir()}

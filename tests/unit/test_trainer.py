@@ -14,8 +14,17 @@ from cajnn.training.trainer import Trainer, in_memory_batches, run
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(model=ModelConfig(preset="micro"), iterations=6, batch_size=2, crop=8, log_every=2,
-                checkpoint_every=3, restart_every=6, val_sets=[], lr=1e-3)
+    base = dict(
+        model=ModelConfig(preset="micro"),
+        iterations=6,
+        batch_size=2,
+        crop=8,
+        log_every=2,
+        checkpoint_every=3,
+        restart_every=6,
+        val_sets=[],
+        lr=1e-3,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -57,8 +66,11 @@ def test_events_at_log_and_checkpoint_points(patches):
     events = []
     trainer = Trainer(_cfg())
     trainer.prepare()
-    run(trainer, in_memory_batches(trainer, patches),
-        lambda t, m, ckpt: events.append((t.iteration, None if m is None else sorted(m), ckpt)))
+    run(
+        trainer,
+        in_memory_batches(trainer, patches),
+        lambda t, m, ckpt: events.append((t.iteration, None if m is None else sorted(m), ckpt)),
+    )
     its = [(it, m is not None, ckpt) for it, m, ckpt in events]
     assert its == [(2, True, False), (3, False, True), (4, True, False), (6, True, True)]
     keys = events[0][1]

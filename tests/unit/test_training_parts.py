@@ -12,9 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from cajnn.archs import build_model
+from cajnn.degradation.imresize import matlab_imresize
 from cajnn.training.augment import augment_batch, dihedral, dihedral_inverse, random_crop_pairs, to_tensor
 from cajnn.training.checkpoint import META_FILE, STATE_FILE, load_training_state, save_training_state
-from cajnn.degradation.imresize import matlab_imresize
 from cajnn.training.losses import CharbonnierLoss, build_loss, clean_lr_target
 from cajnn.training.step import NonFiniteLossError, StepGuard, train_step
 
@@ -106,8 +106,13 @@ def test_augment_batch_applies_same_transform_to_hr_and_lr():
     assert torch.equal(F.interpolate(lr_t, scale_factor=4, mode="nearest"), hr_t)
     # the 8 dihedral variants are actually used (some sample is not an identity crop)
     untouched = [
-        any(np.array_equal(lr[i, y : y + 6, x : x + 6], (lr_t[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-            for y in range(3) for x in range(3))
+        any(
+            np.array_equal(
+                lr[i, y : y + 6, x : x + 6], (lr_t[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            )
+            for y in range(3)
+            for x in range(3)
+        )
         for i in range(32)
     ]
     assert not all(untouched)
@@ -368,7 +373,9 @@ def test_cluster_with_a_tracking_server_and_local_checkpoints_gets_a_note():
     from cajnn.config import TrainConfig
     from cajnn.training.ray_trainer import check_cluster_stores
 
-    assert check_cluster_stores(TrainConfig(storage_path="s3://b/runs"), "http://10.0.0.5:5000", "10.0.0.5:6379") is None
+    assert (
+        check_cluster_stores(TrainConfig(storage_path="s3://b/runs"), "http://10.0.0.5:5000", "10.0.0.5:6379") is None
+    )
     note = check_cluster_stores(TrainConfig(storage_path="runs"), "http://10.0.0.5:5000", "auto")
     assert note and "NFS" in note and "s3://" in note
 
