@@ -51,7 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.servers import free_port, stop, wait_http  # noqa: E402  (the serving tests' helpers)
+from tests.helpers.servers import free_port, stop, wait_http  # noqa: E402  (the serving tests' helpers)
 
 BIN = Path(sys.executable).parent
 MODEL_NAME = "cajnn"  # what `make serve` serves: models:/cajnn@champion

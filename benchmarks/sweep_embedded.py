@@ -11,7 +11,7 @@ held-out photos (chelsea + coffee) at QF 10 / 20 / 40 per seed, their mean and s
 `--set SECTION.KEY=VALUE` changes any `degrade` / `train` parameter (YAML value). The patch set
 is made in-process with the `degrade` stage's function (one shard per photo, as the stage);
 the model is the `train` stage's `Trainer` (seeded by `train.seed`, in-memory sampling as on a
-Ray Train worker). The Ray path gives the same weights (tests/integration/test_train_reproducible.py).
+Ray Train worker). The Ray path gives the same weights (tests/training/test_reproducible.py).
 """
 
 from __future__ import annotations

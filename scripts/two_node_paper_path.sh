@@ -5,7 +5,7 @@
 # an MLflow tracking server, checkpoints in S3 (moto_server), degrade tasks and the training
 # worker forced onto the second node, which cannot see the checkout's data/, runs/ or mlflow/
 # (its own mount namespace with empty tmpfs over them: needs root, as in
-# tests/integration/test_multinode.py). Everything on 127.0.0.1; ~2 min on 2 cores.
+# tests/pipelines/test_multinode.py). Everything on 127.0.0.1; ~2 min on 2 cores.
 #   sudo bash scripts/two_node_paper_path.sh [WORKDIR]    (default /tmp/cajnn-two-node)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd); V=$REPO/.venv/bin

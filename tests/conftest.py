@@ -1,3 +1,6 @@
+"""Shared fixtures: one thread for tiny torch work; a real HTTP file server (Range support) and a
+real `moto_server` S3 endpoint on 127.0.0.1, one of each per session, stopped at teardown."""
+
 import os
 
 # Never phone home from tests (DVC analytics, MLflow/Ray usage stats).
@@ -5,7 +8,17 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
+import requests
+
+from tests.helpers.file_server import FileServer
+from tests.helpers.servers import DUMMY_AWS, free_port
 
 
 @pytest.fixture(scope="module")
@@ -18,3 +31,68 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def _file_server():
+    server = FileServer()
+    server.thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def http_server(_file_server) -> FileServer:
+    _file_server.reset()
+    yield _file_server
+    _file_server.reset()
+
+
+def _moto_exe() -> str:
+    local = Path(sys.executable).parent / "moto_server"
+    return str(local) if local.exists() else (shutil.which("moto_server") or "moto_server")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory):
+    """`moto_server -H 127.0.0.1 -p PORT` as a subprocess; yields its endpoint URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    env = {**os.environ, **DUMMY_AWS}
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [_moto_exe(), "-H", "127.0.0.1", "-p", str(port)], env=env, stdout=fh, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(url + "/moto-api/", timeout=1)
+            break
+        except requests.RequestException:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path):
+    """Dummy credentials in the environment only (no ~/.aws files, no instance metadata)."""
+    for key in list(os.environ):
+        if key.startswith("AWS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for key, value in DUMMY_AWS.items():
+        monkeypatch.setenv(key, value)
+    return monkeypatch
