@@ -193,7 +193,13 @@ def world(moto_endpoint, request, tmp_path_factory, one_torch_thread):
 
     t0 = time.perf_counter()
     with system_metrics(run_id, stack.mlflow_url, interval=0.5):  # what the Ray worker of rank 0 runs
+        # at least 2 s, and until 2 samples are logged (a busy machine delays MLflow's sampler)
+        deadline = time.monotonic() + 30
         time.sleep(2.0)
+        while time.monotonic() < deadline and (
+            len(client.get_metric_history(run_id, "system/system_memory_usage_megabytes")) < 2
+        ):
+            time.sleep(0.5)
     timings["system metrics"] = time.perf_counter() - t0
 
     # what training leaves behind: weights (a known model), the run file, a finished run
