@@ -523,6 +523,7 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
         )
     init_weights, champion_config, champion = "", None, None
     import mlflow
+
     from cajnn.serving.registry import champion_version, download_weights
     from cajnn.tracking import resolve_tracking_uri
 

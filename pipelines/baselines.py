@@ -30,6 +30,7 @@ def main() -> None:
             print(f"[baselines] off (baselines.enabled: false); {cfg.out}/{RECORD} says so")
             return
         import ray
+        from mlflow import MlflowClient
 
         from cajnn.archs import build_model
         from cajnn.tracking import resolve_tracking_uri, run_tags, setup_tracking
@@ -37,7 +38,6 @@ def main() -> None:
         from cajnn.training.ray_trainer import check_cluster_stores, fit
         from cajnn.training.validation import build_val_pairs
         from cajnn.weights import save_weights
-        from mlflow import MlflowClient
         from pipelines.train import code_digest, mlflow_run_for, run_key, write_curve
 
         check_cluster_stores(params.train, resolve_tracking_uri(params.mlflow, ROOT), params.ray.address)

@@ -13,8 +13,9 @@ from pipelines._common import ROOT, stage
 
 def main() -> None:
     with stage("downstream") as params:
-        from cajnn.weights import load_weights
         from mlflow import MlflowClient
+
+        from cajnn.weights import load_weights
 
         cfg = params.downstream
         out = ROOT / cfg.out

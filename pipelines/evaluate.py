@@ -39,8 +39,9 @@ def budgets(run: dict, baselines: dict) -> list[str]:
 
 def main() -> None:
     with stage("evaluate") as params:
-        from cajnn.weights import load_weights
         from mlflow import MlflowClient
+
+        from cajnn.weights import load_weights
 
         cfg = params.evaluate
         out = ROOT / cfg.out

@@ -32,9 +32,8 @@ from pipelines._common import ROOT, stage, write_json
 
 def main() -> None:
     with stage("register") as params:
-        from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
-
         from mlflow import MlflowClient
+        from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
         cfg = params.register
         trained = read_run_file(ROOT / params.train.out / "run.json")

@@ -146,9 +146,8 @@ def _weights_from_mlflow(uri: str, workdir: Path) -> Path:
     its config beside it as ``<stem>.json``. Honours ``MLFLOW_TRACKING_URI``."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        import yaml
-
         import mlflow
+        import yaml
     except ImportError as exc:  # pragma: no cover - both are dependencies
         raise UsageError(f"--model needs mlflow: {exc}") from None
 

@@ -36,11 +36,10 @@ import binascii
 import io
 from typing import TYPE_CHECKING
 
+import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
-
-import mlflow
 
 if TYPE_CHECKING:
     from cajnn.data.image_meta import KeptImage

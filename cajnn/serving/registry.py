@@ -230,9 +230,8 @@ def log_pyfunc(weights: Path, run_id: str, step: int = 0) -> str:
 
 def champion_version(name: str, client=None):
     """The ModelVersion the `champion` alias points at, or None."""
-    from mlflow.exceptions import MlflowException
-
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = client or MlflowClient()
     try:
@@ -246,9 +245,8 @@ def champion_version(name: str, client=None):
 def download_weights(model_uri: str, dst: Path) -> Path:
     """The safetensors weights (and their JSON config beside them) of a CAJNN pyfunc model,
     downloaded into `dst`; returns the weights path."""
-    import yaml
-
     import mlflow
+    import yaml
 
     dst.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cajnn-dl-", dir=dst) as tmp:
@@ -481,6 +479,7 @@ def seed_champion(
     being first, it becomes champion. Returns its registration record, or None when a champion
     exists already."""
     import mlflow
+
     from cajnn import shipped
 
     if champion_version(cfg.model_name) is not None:
