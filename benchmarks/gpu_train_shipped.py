@@ -78,6 +78,7 @@ sys.path.insert(0, str(ROOT))
 # these): cajnn.config (dataclasses + PyYAML), degradation (numpy + PyTurboJPEG), metrics (scipy),
 # archs, weights (safetensors), inference (psutil on CPU only), evaluation.
 from cajnn.archs import build_model  # noqa: E402
+from cajnn.atomic import write_text_atomic  # noqa: E402
 from cajnn.config import ProfileConfig  # noqa: E402
 from cajnn.config.base import from_dict, read_yaml  # noqa: E402
 from cajnn.data.image_io import list_images, load_rgb  # noqa: E402
@@ -206,10 +207,8 @@ class Results:
         if status:
             self.data["status"] = status
         self.data["elapsed_s"] = round(time.time() - T0, 1)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
-        tmp.replace(self.path)
+        # default=str: phases record paths and dtypes; insertion order keeps the phases in order
+        write_text_atomic(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 
     def error(self, phase: str, exc: BaseException) -> None:
         log(f"ERROR in {phase}: {type(exc).__name__}: {exc}")

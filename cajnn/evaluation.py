@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from cajnn.atomic import write_json_atomic, write_text_atomic
 from cajnn.config import ProfileConfig
 from cajnn.data.image_io import ImageLoadError, list_images, load_rgb
 from cajnn.degradation.imresize import matlab_imresize, modcrop
@@ -308,7 +309,7 @@ def write_reports(protocol: Protocol, out: Path, title: str = "CAJNN evaluation"
     """metrics.json (flat, for `dvc metrics`), table.md (Table I layout), qf_curve.csv and
     qf_sweep.csv (for `dvc plots`). Returns the metrics."""
     import csv
-    import json
+    import io
 
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = flat_metrics(protocol.report)
@@ -329,15 +330,17 @@ def write_reports(protocol: Protocol, out: Path, title: str = "CAJNN evaluation"
         notes.append(f"Sets not present (not fetched): {', '.join(protocol.missing_sets)}")
     for s in protocol.report.skipped:
         notes.append(f"Skipped {s['file']} ({s['set']}): {s['reason']}")
-    (out / "table.md").write_text(
+    write_text_atomic(
+        out / "table.md",
         f"# {title}\n\nPSNR-Y (dB) / SSIM-Y with a {protocol.crop_border}-pixel border removed; "
-        "runtime = seconds per image.\n\n" + table + "".join(f"\n{n}\n" for n in notes)
+        "runtime = seconds per image.\n\n" + table + "".join(f"\n{n}\n" for n in notes),
     )
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(out / "metrics.json", metrics)
     for name, rep, with_set in (("qf_curve.csv", protocol.report, True), ("qf_sweep.csv", protocol.sweep, False)):
         header, rows = wide_psnr_rows(rep, with_set) if rep is not None else (["qf"], [])
-        with (out / name).open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+        text = io.StringIO(newline="")  # csv's own \r\n line ends, written as they are
+        writer = csv.writer(text)
+        writer.writerow(header)
+        writer.writerows(rows)
+        write_text_atomic(out / name, text.getvalue())
     return metrics

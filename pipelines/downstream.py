@@ -4,9 +4,9 @@
 
 from __future__ import annotations
 
+from cajnn.atomic import write_json_atomic, write_text_atomic
 from cajnn.console import progress
 from cajnn.downstream.protocol import markdown_report, run_downstream
-from cajnn.fetch.files import write_json_atomic, write_text_atomic
 from cajnn.tracking import read_run_file, setup_tracking
 from pipelines._common import ROOT, stage
 

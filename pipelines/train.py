@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cajnn
+from cajnn.atomic import write_text_atomic
 from cajnn.config import Params, TrainConfig, flatten, to_dict
-from cajnn.fetch.files import write_text_atomic
 from cajnn.tracking import (
     dataset,
     dvc_experiment,
