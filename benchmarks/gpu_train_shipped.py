@@ -85,7 +85,8 @@ from cajnn.data.image_io import list_images, load_rgb  # noqa: E402
 from cajnn.degradation.imresize import modcrop  # noqa: E402
 from cajnn.degradation.jpeg import jpeg_compress  # noqa: E402
 from cajnn.degradation.profile import apply_plan, fixed_plan, prepare  # noqa: E402
-from cajnn.evaluation import bicubic_method, degrade_for_test, evaluate_sets  # noqa: E402
+from cajnn.degradation.protocol import degrade_for_test  # noqa: E402
+from cajnn.evaluation import bicubic_method, evaluate_sets  # noqa: E402
 from cajnn.inference import enhance  # noqa: E402
 from cajnn.metrics import psnr, psnr_y  # noqa: E402
 from cajnn.training.augment import dihedral  # noqa: E402

@@ -20,7 +20,7 @@ from cajnn.atomic import write_json_atomic, write_text_atomic
 from cajnn.config import ProfileConfig
 from cajnn.data.image_io import ImageLoadError, list_images, load_rgb
 from cajnn.degradation.imresize import matlab_imresize, modcrop
-from cajnn.degradation.jpeg import jpeg_compress
+from cajnn.degradation.protocol import TEST_SUBSAMPLING, compress_for_test, downscale_for_test
 from cajnn.inference import enhance
 from cajnn.metrics import psnr_y, ssim_y
 
@@ -42,11 +42,6 @@ class EvalReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def degrade_for_test(hr: np.ndarray, scale: int, quality: int, subsampling: str = "420") -> np.ndarray:
-    """Test-time LR input: MATLAB bicubic x1/scale of the modcropped HR, then JPEG."""
-    return jpeg_compress(matlab_imresize(hr, 1.0 / scale), quality, subsampling=subsampling)
-
-
 def evaluate_sets(
     methods: dict[str, Callable[[np.ndarray], np.ndarray]],
     sets: dict[str, str | Path],
@@ -57,7 +52,7 @@ def evaluate_sets(
     on_image: Callable[[str, int, str, np.ndarray, dict[str, np.ndarray]], None] | None = None,
 ) -> EvalReport:
     """Score each method (LR uint8 -> HR uint8) on every set and QF."""
-    subsampling = profile.subsampling if profile else "420"
+    subsampling = profile.subsampling if profile else TEST_SUBSAMPLING
     report = EvalReport()
     for set_name, folder in sets.items():
         images = []
@@ -69,10 +64,11 @@ def evaluate_sets(
         if not images:
             raise FileNotFoundError(f"evaluation set {set_name!r} at {folder} has no readable images")
         per_qf = report.results.setdefault(set_name, {})
+        clean = [downscale_for_test(hr, scale) for _, hr in images]  # once per image, not per QF
         for qf in qualities:
             sums = {m: [0.0, 0.0, 0.0] for m in methods}
-            for stem, hr in images:
-                lr = degrade_for_test(hr, scale, qf, subsampling)
+            for (stem, hr), lr_clean in zip(images, clean):
+                lr = compress_for_test(lr_clean, qf, subsampling)
                 outputs = {}
                 for name, fn in methods.items():
                     t0 = time.perf_counter()

@@ -11,10 +11,10 @@ from torch import nn
 
 from cajnn.config.downstream import DownstreamConfig
 from cajnn.degradation import matlab_imresize
+from cajnn.degradation.protocol import degrade_for_test
 from cajnn.downstream.faces import HaarFaceDetector, average_precision, build_face_scenes
 from cajnn.downstream.ocr import Tesseract, char_error_rate, word_accuracy
 from cajnn.downstream.words import build_word_images, x_height
-from cajnn.evaluation import degrade_for_test
 from cajnn.inference import enhance_many
 
 # Table II rows (paper's names) and Table III rows, in order.
