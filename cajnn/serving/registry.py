@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cajnn.config import EvaluateConfig, RegisterConfig
+from cajnn.serving.mlmodel import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, cajnn_artifacts
 from cajnn.tracking import DIGEST_CHARS, dataset, files_digest
 
 CHAMPION = "champion"
@@ -215,7 +216,7 @@ def log_pyfunc(weights: Path, run_id: str, step: int = 0) -> str:
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(PYFUNC_FILE),
-                artifacts={"weights": str(weights), "config": str(weights.with_suffix(".json"))},
+                artifacts={WEIGHTS_ARTIFACT: str(weights), CONFIG_ARTIFACT: str(weights.with_suffix(".json"))},
                 code_paths=[str(code)],
                 signature=signature(),
                 input_example=_example_input(),
@@ -246,20 +247,15 @@ def download_weights(model_uri: str, dst: Path) -> Path:
     """The safetensors weights (and their JSON config beside them) of a CAJNN pyfunc model,
     downloaded into `dst`; returns the weights path."""
     import mlflow
-    import yaml
 
     dst.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cajnn-dl-", dir=dst) as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
-        meta = yaml.safe_load((local / "MLmodel").read_text()) or {}
-        arts = (meta.get("flavors", {}).get("python_function", {}) or {}).get("artifacts") or {}
-        if "weights" not in arts:
-            raise ValueError(f"{model_uri} is not a cajnn model (no 'weights' artifact in its MLmodel)")
+        arts = cajnn_artifacts(str(local), name=model_uri)
         weights = dst / "cajnn.safetensors"
-        shutil.copyfile(local / arts["weights"]["path"], weights)
-        config = arts.get("config", {}).get("path")
-        if config:
-            shutil.copyfile(local / config, weights.with_suffix(".json"))
+        shutil.copyfile(local / arts.weights, weights)
+        if arts.config:
+            shutil.copyfile(local / arts.config, weights.with_suffix(".json"))
     return weights
 
 
