@@ -23,6 +23,7 @@ from cajnn.degradation.imresize import matlab_imresize, modcrop
 from cajnn.degradation.protocol import TEST_SUBSAMPLING, compress_for_test, downscale_for_test
 from cajnn.inference import enhance
 from cajnn.metrics import psnr_y, ssim_y
+from cajnn.metrics.keys import MetricKey
 
 
 @dataclass
@@ -102,8 +103,8 @@ def flat_metrics(report: EvalReport) -> dict[str, float]:
     for set_name, per_qf in report.results.items():
         for qf, per_method in per_qf.items():
             for method, r in per_method.items():
-                out[f"{set_name}/qf{qf}/{method}/psnr_y"] = round(r.psnr_y, 4)
-                out[f"{set_name}/qf{qf}/{method}/ssim_y"] = round(r.ssim_y, 5)
+                out[MetricKey(set_name, qf, method, "psnr_y").format()] = round(r.psnr_y, 4)
+                out[MetricKey(set_name, qf, method, "ssim_y").format()] = round(r.ssim_y, 5)
     return out
 
 
