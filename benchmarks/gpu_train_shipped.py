@@ -14,7 +14,7 @@ JPEG-compressed at EVERY QF of the profile at start (worker processes, before CU
 pool lives on the GPU, and each batch draws per sample an image (uniformly: ``balance: image``),
 a QF (the profile's weights), an aligned random crop (LR 32 / HR 128), drops flat crops (HR luma
 std < 8, as ``degrade.min_patch_std``) and applies one of the 8 dihedral transforms
-(:func:`cajnn.training.augment.dihedral`) -- all on the GPU, without a host sync per step.
+(:func:`cajnn.data.dihedral.dihedral`) -- all on the GPU, without a host sync per step.
 
 Training: the paper recipe (presets/paper.yaml): Adam 2e-4 (betas 0.9/0.999), L1, bf16 autocast,
 channels-last, cosine annealing to 1e-7 over the TIME budget (``--minutes``, counted from the
@@ -81,6 +81,7 @@ from cajnn.archs import build_model  # noqa: E402
 from cajnn.atomic import write_text_atomic  # noqa: E402
 from cajnn.config import ProfileConfig  # noqa: E402
 from cajnn.config.base import from_dict, read_yaml  # noqa: E402
+from cajnn.data.dihedral import dihedral  # noqa: E402
 from cajnn.data.image_io import list_images, load_rgb  # noqa: E402
 from cajnn.degradation.imresize import modcrop  # noqa: E402
 from cajnn.degradation.jpeg import jpeg_compress  # noqa: E402
@@ -89,7 +90,6 @@ from cajnn.degradation.protocol import degrade_for_test  # noqa: E402
 from cajnn.evaluation import bicubic_method, evaluate_sets  # noqa: E402
 from cajnn.inference import enhance  # noqa: E402
 from cajnn.metrics import psnr, psnr_y  # noqa: E402
-from cajnn.training.augment import dihedral  # noqa: E402
 from cajnn.weights import load_weights, save_weights  # noqa: E402
 
 EVAL_QUALITIES = (10, 20, 40)
