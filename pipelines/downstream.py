@@ -8,7 +8,7 @@ from cajnn.atomic import write_json_atomic, write_text_atomic
 from cajnn.console import progress
 from cajnn.downstream.protocol import markdown_report, run_downstream
 from cajnn.metrics.keys import DOWNSTREAM_PREFIX, FACES, TEXT, MetricKey, model_metric_name
-from cajnn.tracking import read_run_file, setup_tracking
+from cajnn.tracking import RUN_FILE, read_run_file, setup_tracking
 from pipelines._common import ROOT, stage
 
 
@@ -28,7 +28,7 @@ def main() -> None:
         write_text_atomic(out / "downstream.md", markdown_report(result, cfg))
 
         setup_tracking(params.mlflow, ROOT)
-        run_id = read_run_file(ROOT / params.train.out / "run.json")["run_id"]
+        run_id = read_run_file(ROOT / params.train.out / RUN_FILE)["run_id"]
         client = MlflowClient()
         for key, value in result.metrics.items():
             client.log_metric(run_id, model_metric_name(key, DOWNSTREAM_PREFIX), float(value))

@@ -13,7 +13,7 @@ import shutil
 from cajnn.evaluation import baseline_methods, read_baselines, run_protocol, write_reports
 from cajnn.metrics.keys import MetricKey, model_metric_name
 from cajnn.reports.compare import write_compare_page
-from cajnn.tracking import read_run_file, setup_tracking
+from cajnn.tracking import RUN_FILE, read_run_file, setup_tracking
 from pipelines._common import ROOT, stage
 
 
@@ -54,12 +54,12 @@ def main() -> None:
         record = read_baselines(ROOT / params.baselines.out)
         extra = baseline_methods(record, ROOT / params.baselines.out, tile=cfg.tile)
         protocol = run_protocol(model, cfg, ROOT, sample_dir=samples, extra=extra)
-        protocol.budgets = budgets(read_run_file(ROOT / params.train.out / "run.json"), record)
+        protocol.budgets = budgets(read_run_file(ROOT / params.train.out / RUN_FILE), record)
         metrics = write_reports(protocol, out)
         page_bytes = write_compare_page(protocol, out / "compare.html")
 
         setup_tracking(params.mlflow, ROOT)
-        run_id = read_run_file(ROOT / params.train.out / "run.json")["run_id"]
+        run_id = read_run_file(ROOT / params.train.out / RUN_FILE)["run_id"]
         client = MlflowClient()
         for key, value in metrics.items():
             client.log_metric(run_id, model_metric_name(key), float(value))

@@ -27,7 +27,7 @@ from cajnn.serving.registry import (
     seed_champion,
     sets_fingerprint,
 )
-from cajnn.tracking import log_datasets, read_run_file, setup_tracking
+from cajnn.tracking import RUN_FILE, log_datasets, read_run_file, setup_tracking
 from pipelines._common import ROOT, stage
 
 
@@ -37,7 +37,7 @@ def main() -> None:
         from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
         cfg = params.register
-        trained = read_run_file(ROOT / params.train.out / "run.json")
+        trained = read_run_file(ROOT / params.train.out / RUN_FILE)
         run_id = trained["run_id"]
         metrics = json.loads((ROOT / params.evaluate.out / "metrics.json").read_text())
         psnr = psnr_from_metrics(metrics)

@@ -23,6 +23,7 @@ import cajnn
 from cajnn.atomic import write_text_atomic
 from cajnn.config import Params, TrainConfig, flatten, to_dict
 from cajnn.tracking import (
+    RUN_FILE,
     dataset,
     dvc_experiment,
     files_digest,
@@ -236,7 +237,7 @@ def main() -> None:
         resumed = meta.get("resumed_from", [])
         val = meta.get("metrics", {}).get("val_psnr_y")
         write_run_file(
-            out / "run.json",
+            out / RUN_FILE,
             run_id,
             iterations=int(meta["iteration"]),
             optimizer_steps=int(meta.get("optimizer_steps", 0)),

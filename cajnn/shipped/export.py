@@ -25,6 +25,7 @@ from cajnn.config.base import to_dict
 from cajnn.fetch.files import atomic_dir
 from cajnn.metrics.keys import MetricKey, parse_point
 from cajnn.shipped import CARD_FILE, CARD_MD, HERE, MAX_BYTES, WEIGHTS_FILE
+from cajnn.tracking import RUN_FILE
 from cajnn.weights import config_path_for
 
 RETRAIN = "make shipped-model"  # = dvc exp run -S preset=<preset> -n <preset>, then this export
@@ -77,7 +78,7 @@ def build_card(root: Path, name: str) -> tuple[dict, Path]:
     """card.json's content for the run in checkout `root`, and the weights file it describes."""
     params = load_params(root / "params.yaml")
     weights = root / params.evaluate.weights
-    run = json.loads((root / params.train.out / "run.json").read_text())
+    run = json.loads((root / params.train.out / RUN_FILE).read_text())
     metrics = json.loads((root / params.evaluate.out / "metrics.json").read_text())
     if not gains(metrics):
         raise ValueError(f"{params.evaluate.out}/metrics.json has no CAJNN rows: run the evaluate stage first")
