@@ -147,8 +147,9 @@ def register_champion(weights: Path, store: Path) -> tuple[str, str]:
     import logging
 
     import mlflow
-    from cajnn.serving.registry import CHAMPION, log_pyfunc
     from mlflow import MlflowClient
+
+    from cajnn.serving.registry import CHAMPION, log_pyfunc
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = f"sqlite:///{store / 'mlflow.db'}"
@@ -365,9 +366,8 @@ def main(argv=None) -> int:
         return 2
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    import torch
-
     import mlflow
+    import torch
 
     results: dict = {
         "cpu": cpu,

@@ -14,7 +14,7 @@ JPEG-compressed at EVERY QF of the profile at start (worker processes, before CU
 pool lives on the GPU, and each batch draws per sample an image (uniformly: ``balance: image``),
 a QF (the profile's weights), an aligned random crop (LR 32 / HR 128), drops flat crops (HR luma
 std < 8, as ``degrade.min_patch_std``) and applies one of the 8 dihedral transforms
-(:func:`cajnn.training.augment.dihedral`) -- all on the GPU, without a host sync per step.
+(:func:`cajnn.data.dihedral.dihedral`) -- all on the GPU, without a host sync per step.
 
 Training: the paper recipe (presets/paper.yaml): Adam 2e-4 (betas 0.9/0.999), L1, bf16 autocast,
 channels-last, cosine annealing to 1e-7 over the TIME budget (``--minutes``, counted from the
@@ -78,16 +78,18 @@ sys.path.insert(0, str(ROOT))
 # these): cajnn.config (dataclasses + PyYAML), degradation (numpy + PyTurboJPEG), metrics (scipy),
 # archs, weights (safetensors), inference (psutil on CPU only), evaluation.
 from cajnn.archs import build_model  # noqa: E402
+from cajnn.atomic import write_text_atomic  # noqa: E402
 from cajnn.config import ProfileConfig  # noqa: E402
 from cajnn.config.base import from_dict, read_yaml  # noqa: E402
+from cajnn.data.dihedral import dihedral  # noqa: E402
 from cajnn.data.image_io import list_images, load_rgb  # noqa: E402
 from cajnn.degradation.imresize import modcrop  # noqa: E402
 from cajnn.degradation.jpeg import jpeg_compress  # noqa: E402
 from cajnn.degradation.profile import apply_plan, fixed_plan, prepare  # noqa: E402
-from cajnn.evaluation import bicubic_method, degrade_for_test, evaluate_sets  # noqa: E402
+from cajnn.degradation.protocol import degrade_for_test  # noqa: E402
+from cajnn.evaluation import bicubic_method, evaluate_sets  # noqa: E402
 from cajnn.inference import enhance  # noqa: E402
 from cajnn.metrics import psnr, psnr_y  # noqa: E402
-from cajnn.training.augment import dihedral  # noqa: E402
 from cajnn.weights import load_weights, save_weights  # noqa: E402
 
 EVAL_QUALITIES = (10, 20, 40)
@@ -206,10 +208,8 @@ class Results:
         if status:
             self.data["status"] = status
         self.data["elapsed_s"] = round(time.time() - T0, 1)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
-        tmp.replace(self.path)
+        # default=str: phases record paths and dtypes; insertion order keeps the phases in order
+        write_text_atomic(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 
     def error(self, phase: str, exc: BaseException) -> None:
         log(f"ERROR in {phase}: {type(exc).__name__}: {exc}")

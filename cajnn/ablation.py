@@ -19,6 +19,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from cajnn.metrics.keys import MetricKey
+
 EXP_PREFIX = "abl-"
 
 
@@ -95,9 +97,8 @@ def score(metrics: dict[str, float], set_name: str | None = None) -> tuple[str, 
     set, else the first one found."""
     found: dict[str, list[float]] = {}
     for k, v in metrics.items():
-        parts = k.split("/")
-        if len(parts) == 4 and parts[2] == "cajnn" and parts[3] == "psnr_y" and parts[1].startswith("qf"):
-            found.setdefault(parts[0], []).append(float(v))
+        if (m := MetricKey.parse(k)) and (m.method, m.metric) == ("cajnn", "psnr_y"):
+            found.setdefault(m.set, []).append(float(v))
     if not found:
         return None
     name = set_name if set_name in found else sorted(found)[0]

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from cajnn.atomic import write_json_atomic, write_text_atomic
 from cajnn.config import ProfileConfig
 from cajnn.data.image_io import ImageLoadError, list_images, load_rgb
 from cajnn.degradation.imresize import matlab_imresize, modcrop
-from cajnn.degradation.jpeg import jpeg_compress
+from cajnn.degradation.protocol import TEST_SUBSAMPLING, compress_for_test, downscale_for_test
 from cajnn.inference import enhance
 from cajnn.metrics import psnr_y, ssim_y
+from cajnn.metrics.keys import MetricKey
 
 
 @dataclass
@@ -41,11 +43,6 @@ class EvalReport:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def degrade_for_test(hr: np.ndarray, scale: int, quality: int, subsampling: str = "420") -> np.ndarray:
-    """Test-time LR input: MATLAB bicubic x1/scale of the modcropped HR, then JPEG."""
-    return jpeg_compress(matlab_imresize(hr, 1.0 / scale), quality, subsampling=subsampling)
-
-
 def evaluate_sets(
     methods: dict[str, Callable[[np.ndarray], np.ndarray]],
     sets: dict[str, str | Path],
@@ -56,7 +53,7 @@ def evaluate_sets(
     on_image: Callable[[str, int, str, np.ndarray, dict[str, np.ndarray]], None] | None = None,
 ) -> EvalReport:
     """Score each method (LR uint8 -> HR uint8) on every set and QF."""
-    subsampling = profile.subsampling if profile else "420"
+    subsampling = profile.subsampling if profile else TEST_SUBSAMPLING
     report = EvalReport()
     for set_name, folder in sets.items():
         images = []
@@ -68,10 +65,11 @@ def evaluate_sets(
         if not images:
             raise FileNotFoundError(f"evaluation set {set_name!r} at {folder} has no readable images")
         per_qf = report.results.setdefault(set_name, {})
+        clean = [downscale_for_test(hr, scale) for _, hr in images]  # once per image, not per QF
         for qf in qualities:
             sums = {m: [0.0, 0.0, 0.0] for m in methods}
-            for stem, hr in images:
-                lr = degrade_for_test(hr, scale, qf, subsampling)
+            for (stem, hr), lr_clean in zip(images, clean):
+                lr = compress_for_test(lr_clean, qf, subsampling)
                 outputs = {}
                 for name, fn in methods.items():
                     t0 = time.perf_counter()
@@ -105,8 +103,8 @@ def flat_metrics(report: EvalReport) -> dict[str, float]:
     for set_name, per_qf in report.results.items():
         for qf, per_method in per_qf.items():
             for method, r in per_method.items():
-                out[f"{set_name}/qf{qf}/{method}/psnr_y"] = round(r.psnr_y, 4)
-                out[f"{set_name}/qf{qf}/{method}/ssim_y"] = round(r.ssim_y, 5)
+                out[MetricKey(set_name, qf, method, "psnr_y").format()] = round(r.psnr_y, 4)
+                out[MetricKey(set_name, qf, method, "ssim_y").format()] = round(r.ssim_y, 5)
     return out
 
 
@@ -308,7 +306,7 @@ def write_reports(protocol: Protocol, out: Path, title: str = "CAJNN evaluation"
     """metrics.json (flat, for `dvc metrics`), table.md (Table I layout), qf_curve.csv and
     qf_sweep.csv (for `dvc plots`). Returns the metrics."""
     import csv
-    import json
+    import io
 
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = flat_metrics(protocol.report)
@@ -329,15 +327,17 @@ def write_reports(protocol: Protocol, out: Path, title: str = "CAJNN evaluation"
         notes.append(f"Sets not present (not fetched): {', '.join(protocol.missing_sets)}")
     for s in protocol.report.skipped:
         notes.append(f"Skipped {s['file']} ({s['set']}): {s['reason']}")
-    (out / "table.md").write_text(
+    write_text_atomic(
+        out / "table.md",
         f"# {title}\n\nPSNR-Y (dB) / SSIM-Y with a {protocol.crop_border}-pixel border removed; "
-        "runtime = seconds per image.\n\n" + table + "".join(f"\n{n}\n" for n in notes)
+        "runtime = seconds per image.\n\n" + table + "".join(f"\n{n}\n" for n in notes),
     )
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(out / "metrics.json", metrics)
     for name, rep, with_set in (("qf_curve.csv", protocol.report, True), ("qf_sweep.csv", protocol.sweep, False)):
         header, rows = wide_psnr_rows(rep, with_set) if rep is not None else (["qf"], [])
-        with (out / name).open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+        text = io.StringIO(newline="")  # csv's own \r\n line ends, written as they are
+        writer = csv.writer(text)
+        writer.writerow(header)
+        writer.writerows(rows)
+        write_text_atomic(out / name, text.getvalue())
     return metrics

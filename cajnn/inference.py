@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cajnn.archs.memory import estimate_forward_bytes
-from cajnn.training.augment import dihedral, dihedral_inverse
+from cajnn.data.dihedral import DIHEDRAL, dihedral, dihedral_inverse
 from cajnn.weights import unwrap_model as _unwrap
 
 #: LR pixels of context added on each side of a tile (discarded after the pass).
@@ -289,10 +289,10 @@ def _forward(model: nn.Module, x: torch.Tensor, self_ensemble: bool, fmt: torch.
         return model(x.contiguous(memory_format=fmt)).float()
     # Mean of the 8 dihedral transforms, each undone on the output (accumulated in fp32).
     out = None
-    for k in range(8):
+    for k in range(DIHEDRAL):
         y = dihedral_inverse(model(dihedral(x, k).contiguous(memory_format=fmt)).float(), k)
         out = y.clone() if out is None else out.add_(y)
-    return out.div_(8)
+    return out.div_(DIHEDRAL)
 
 
 def _to_uint8_hwc(y: torch.Tensor) -> torch.Tensor:

@@ -60,11 +60,11 @@ from typing import Any
 
 import yaml
 
+from cajnn.atomic import write_atomic, write_json_atomic, write_text_atomic
 from cajnn.config import ConfigError, Params, ProfileConfig, deep_merge, from_dict, load_params, read_yaml
 from cajnn.config.compose import compose_params, known_presets, preset_dir
 from cajnn.config.register import RetrainConfig
 from cajnn.experiments import experiment_file, experiment_overrides, run_experiment
-from cajnn.fetch.files import write_text_atomic
 
 GENERATED_PRESET = "retrain"
 STATE_VERSION = 1
@@ -142,21 +142,16 @@ def list_source(source: str, endpoint_url: str = "") -> dict[str, str]:
 
 
 def fetch_object(source: str, endpoint_url: str, rel: str, dst: Path, client=None) -> Path:
-    """Copy one object of the source to `dst` atomically (temp name + rename)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.part")
-    try:
-        if source.startswith("s3://"):
-            bucket, prefix = _split_s3(source)
-            (client or _s3_client(endpoint_url)).download_file(bucket, prefix + rel, str(tmp))
-        else:
-            import shutil
+    """Copy one object of the source to `dst` atomically (:func:`cajnn.atomic.write_atomic`)."""
+    if source.startswith("s3://"):
+        bucket, prefix = _split_s3(source)
+        s3 = client or _s3_client(endpoint_url)
+        write_atomic(dst, lambda fh: s3.download_fileobj(bucket, prefix + rel, fh))
+    else:
+        import shutil
 
-            shutil.copyfile(Path(source) / rel, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with open(Path(source) / rel, "rb") as src:  # opened first: a missing file leaves no trace
+            write_atomic(dst, lambda fh: shutil.copyfileobj(src, fh))
     return dst
 
 
@@ -170,13 +165,6 @@ def load_state(path: Path) -> dict:
     if state.get("version") != STATE_VERSION:
         raise RetrainError(f"{path}: unknown state version {state.get('version')!r}")
     return state
-
-
-def save_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def append_log(path: Path, entry: dict) -> None:
@@ -207,7 +195,7 @@ def retrain_lock(workdir: Path, wait: float = 0.0) -> Iterator[None]:
             f"nothing done -- try again later or pass --wait SECONDS"
         ) from None
     try:
-        save_json(holder, {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(), "argv": sys.argv})
+        write_json_atomic(holder, {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(), "argv": sys.argv})
         yield
     finally:
         holder.unlink(missing_ok=True)
@@ -523,6 +511,7 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
         )
     init_weights, champion_config, champion = "", None, None
     import mlflow
+
     from cajnn.serving.registry import champion_version, download_weights
     from cajnn.tracking import resolve_tracking_uri
 
@@ -614,7 +603,7 @@ def _retrain(root, params_file, params, cfg, state, chk, entry, t0, echo) -> dic
         last_version=record["version"],
         last_experiment=name,
     )
-    save_json(workdir / "state.json", state)
+    write_json_atomic(workdir / "state.json", state)
     entry["seconds"] = round(time.perf_counter() - t0, 1)
     append_log(root / cfg.log, entry)
     echo(

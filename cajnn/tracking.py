@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from cajnn.atomic import write_json_atomic
 from cajnn.config import TrackingConfig
 
 RUN_FILE = "run.json"  # written by `train` beside the weights: which MLflow run to attach to
@@ -235,7 +236,8 @@ def system_metrics(
 
 
 def write_run_file(path: Path, run_id: str, **extra) -> None:
-    path.write_text(json.dumps({"run_id": run_id, **extra}, indent=2) + "\n")
+    # Keys in the order given (run_id first): people read this file; it is not compared by hash.
+    write_json_atomic(path, {"run_id": run_id, **extra}, sort_keys=False)
 
 
 def read_run_file(path: Path) -> dict:

@@ -6,7 +6,7 @@
   ``cajnn_format_version`` and ``cajnn_config`` (the JSON config, for cross-checking);
 * ``run/model.json``: ``model.config``, from which :func:`load_weights` rebuilds the network.
 
-Both files are written atomically (temp file in the same directory, fsync, ``os.replace``).
+Both files are written atomically and fsynced (:mod:`cajnn.atomic`), with ordinary permissions.
 Loading never unpickles anything: no ``torch.load``, only safetensors and JSON.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from safetensors.torch import save as _safetensors_save
 from torch import nn
 
 from .archs.presets import build_from_config
+from .atomic import write_bytes_atomic, write_text_atomic
 
 FORMAT_VERSION = "1"
 _MAX_LISTED = 10
@@ -43,22 +43,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         if not isinstance(inner, nn.Module):
             return model
         model = inner
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _listed(names: list[str]) -> str:
@@ -84,9 +68,9 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> Path:
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": "pt", "cajnn_format_version": FORMAT_VERSION, "cajnn_config": config_json}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, _safetensors_save(tensors, metadata=metadata))
-    _atomic_write(json_path, (config_json + "\n").encode("utf-8"))
+    # fsync: a model costs hours to train, and a power cut must not leave an empty file behind
+    write_bytes_atomic(path, _safetensors_save(tensors, metadata=metadata), fsync=True)
+    write_text_atomic(json_path, config_json + "\n", fsync=True)  # the string the metadata holds
     return path
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from cajnn.config import ConfigError, Params, RayConfig, load_params
 from cajnn.fetch.files import atomic_dir as staged_dir  # noqa: F401 (re-exported for the stages)
-from cajnn.fetch.files import write_json_atomic as write_json  # noqa: F401 (re-exported for the stages)
 
 ROOT = Path.cwd()
 

@@ -14,9 +14,10 @@ import hashlib
 import time
 from dataclasses import replace
 
+from cajnn.atomic import write_json_atomic
 from cajnn.config import ModelConfig, to_dict
 from cajnn.evaluation import BASELINES_RECORD as RECORD
-from pipelines._common import ROOT, init_ray, stage, staged_dir, write_json
+from pipelines._common import ROOT, init_ray, stage, staged_dir
 
 
 def main() -> None:
@@ -26,10 +27,11 @@ def main() -> None:
         record: dict = {"enabled": cfg.enabled, "models": {}, "chains": cfg.chains, "sr_only": cfg.sr_only}
         if not cfg.enabled:
             with staged_dir(out) as partial:
-                write_json(partial / RECORD, record)
+                write_json_atomic(partial / RECORD, record)
             print(f"[baselines] off (baselines.enabled: false); {cfg.out}/{RECORD} says so")
             return
         import ray
+        from mlflow import MlflowClient
 
         from cajnn.archs import build_model
         from cajnn.tracking import resolve_tracking_uri, run_tags, setup_tracking
@@ -37,7 +39,6 @@ def main() -> None:
         from cajnn.training.ray_trainer import check_cluster_stores, fit
         from cajnn.training.validation import build_val_pairs
         from cajnn.weights import save_weights
-        from mlflow import MlflowClient
         from pipelines.train import code_digest, mlflow_run_for, run_key, write_curve
 
         check_cluster_stores(params.train, resolve_tracking_uri(params.mlflow, ROOT), params.ray.address)
@@ -116,7 +117,7 @@ def main() -> None:
                     f"[baselines] {name}: {meta['iteration']} iterations in {seconds:.0f} s"
                     + (f"; validation PSNR-Y ({'LR' if model.task == 'car' else 'HR'}) {val:.2f} dB" if val else "")
                 )
-            write_json(partial / RECORD, record)
+            write_json_atomic(partial / RECORD, record)
         ray.shutdown()
 
 

@@ -16,11 +16,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cajnn import console
+from cajnn.atomic import write_bytes_atomic, write_json_atomic
 from cajnn.config import DegradeConfig, to_dict
-from cajnn.data.image_io import list_images, write_atomic
+from cajnn.data.image_io import list_images
 from cajnn.data.pairs import list_pairs, pair_to_shard
 from cajnn.data.shards import REAL_PAIR, SCHEMA, degrade_image
-from pipelines._common import ROOT, init_ray, stage, staged_dir, write_json
+from pipelines._common import ROOT, init_ray, stage, staged_dir
 
 
 def list_items(inputs: list[str], root: Path) -> list[dict]:
@@ -124,7 +125,7 @@ def degrade_all(
             ready, pending = ray.wait(pending, num_returns=1)
             meta, shard = ray.get(ready[0])
             if shard:
-                write_atomic(out / meta["shard"], lambda fh, d=shard: fh.write(d))
+                write_bytes_atomic(out / meta["shard"], shard)
             yield meta
 
     rows = console.progress(finished(), total=len(items), desc="degrade", unit="image", disable=not progress)
@@ -168,7 +169,7 @@ def degrade_all(
         "skipped": skipped,
         "sha256": digest.hexdigest(),
     }
-    write_json(out / "manifest.json", manifest)
+    write_json_atomic(out / "manifest.json", manifest)
     return manifest
 
 

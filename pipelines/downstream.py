@@ -4,17 +4,19 @@
 
 from __future__ import annotations
 
+from cajnn.atomic import write_json_atomic, write_text_atomic
 from cajnn.console import progress
 from cajnn.downstream.protocol import markdown_report, run_downstream
-from cajnn.fetch.files import write_json_atomic, write_text_atomic
-from cajnn.tracking import read_run_file, setup_tracking
+from cajnn.metrics.keys import DOWNSTREAM_PREFIX, FACES, TEXT, MetricKey, model_metric_name
+from cajnn.tracking import RUN_FILE, read_run_file, setup_tracking
 from pipelines._common import ROOT, stage
 
 
 def main() -> None:
     with stage("downstream") as params:
-        from cajnn.weights import load_weights
         from mlflow import MlflowClient
+
+        from cajnn.weights import load_weights
 
         cfg = params.downstream
         out = ROOT / cfg.out
@@ -26,18 +28,22 @@ def main() -> None:
         write_text_atomic(out / "downstream.md", markdown_report(result, cfg))
 
         setup_tracking(params.mlflow, ROOT)
-        run_id = read_run_file(ROOT / params.train.out / "run.json")["run_id"]
+        run_id = read_run_file(ROOT / params.train.out / RUN_FILE)["run_id"]
         client = MlflowClient()
         for key, value in result.metrics.items():
-            client.log_metric(run_id, "downstream/" + key.replace("/", "."), float(value))
+            client.log_metric(run_id, model_metric_name(key, DOWNSTREAM_PREFIX), float(value))
         for name in ("downstream.json", "downstream.md"):
             client.log_artifact(run_id, str(out / name), "downstream")
-        m, q = result.metrics, cfg.qualities[0]
+        q = cfg.qualities[0]
+
+        def m(task: str, method: str, metric: str) -> float:
+            return result.metrics[MetricKey(task, q, method, metric).format()]
+
         print(
-            f"[downstream] QF {q}: word accuracy LR {m[f'text/qf{q}/lr/word_acc']:.1f} % -> CAJNN "
-            f"{m[f'text/qf{q}/cajnn/word_acc']:.1f} % (HR {m['text/hr/word_acc']:.1f} %)"
+            f"[downstream] QF {q}: word accuracy LR {m(TEXT, 'lr', 'word_acc'):.1f} % -> CAJNN "
+            f"{m(TEXT, 'cajnn', 'word_acc'):.1f} % (HR {result.metrics['text/hr/word_acc']:.1f} %)"
             + (
-                f"; face AP (hard) LR {m[f'faces/qf{q}/lr/ap_hard']:.3f} -> CAJNN {m[f'faces/qf{q}/cajnn/ap_hard']:.3f}"
+                f"; face AP (hard) LR {m(FACES, 'lr', 'ap_hard'):.3f} -> CAJNN {m(FACES, 'cajnn', 'ap_hard'):.3f}"
                 if cfg.scenes and "hard" in cfg.face_bins
                 else ""
             )

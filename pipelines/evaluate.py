@@ -11,8 +11,9 @@ from __future__ import annotations
 import shutil
 
 from cajnn.evaluation import baseline_methods, read_baselines, run_protocol, write_reports
+from cajnn.metrics.keys import MetricKey, model_metric_name
 from cajnn.reports.compare import write_compare_page
-from cajnn.tracking import read_run_file, setup_tracking
+from cajnn.tracking import RUN_FILE, read_run_file, setup_tracking
 from pipelines._common import ROOT, stage
 
 
@@ -39,8 +40,9 @@ def budgets(run: dict, baselines: dict) -> list[str]:
 
 def main() -> None:
     with stage("evaluate") as params:
-        from cajnn.weights import load_weights
         from mlflow import MlflowClient
+
+        from cajnn.weights import load_weights
 
         cfg = params.evaluate
         out = ROOT / cfg.out
@@ -52,19 +54,19 @@ def main() -> None:
         record = read_baselines(ROOT / params.baselines.out)
         extra = baseline_methods(record, ROOT / params.baselines.out, tile=cfg.tile)
         protocol = run_protocol(model, cfg, ROOT, sample_dir=samples, extra=extra)
-        protocol.budgets = budgets(read_run_file(ROOT / params.train.out / "run.json"), record)
+        protocol.budgets = budgets(read_run_file(ROOT / params.train.out / RUN_FILE), record)
         metrics = write_reports(protocol, out)
         page_bytes = write_compare_page(protocol, out / "compare.html")
 
         setup_tracking(params.mlflow, ROOT)
-        run_id = read_run_file(ROOT / params.train.out / "run.json")["run_id"]
+        run_id = read_run_file(ROOT / params.train.out / RUN_FILE)["run_id"]
         client = MlflowClient()
         for key, value in metrics.items():
-            client.log_metric(run_id, "eval/" + key.replace("/", "."), float(value))
+            client.log_metric(run_id, model_metric_name(key), float(value))
         for name in ("table.md", "qf_curve.csv", "qf_sweep.csv", "metrics.json", "compare.html"):
             client.log_artifact(run_id, str(out / name), "evaluation")
         client.log_artifacts(run_id, str(samples), "evaluation/samples")
-        sets = sorted({k.split("/")[0] for k in metrics if k.count("/") == 3})
+        sets = sorted({m.set for k in metrics if (m := MetricKey.parse(k))})
         print(
             f"[evaluate] {len(sets)} set(s) ({', '.join(sets)}) at QF {', '.join(map(str, cfg.qualities))}"
             + (f", with {len(extra)} baseline rows ({', '.join(m.label for m in extra.values())})" if extra else "")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+from cajnn.atomic import write_json_atomic
 from cajnn.serving.registry import (
     downstream_gate,
     eval_set_datasets,
@@ -26,18 +27,17 @@ from cajnn.serving.registry import (
     seed_champion,
     sets_fingerprint,
 )
-from cajnn.tracking import log_datasets, read_run_file, setup_tracking
-from pipelines._common import ROOT, stage, write_json
+from cajnn.tracking import RUN_FILE, log_datasets, read_run_file, setup_tracking
+from pipelines._common import ROOT, stage
 
 
 def main() -> None:
     with stage("register") as params:
+        from mlflow import MlflowClient
         from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
-        from mlflow import MlflowClient
-
         cfg = params.register
-        trained = read_run_file(ROOT / params.train.out / "run.json")
+        trained = read_run_file(ROOT / params.train.out / RUN_FILE)
         run_id = trained["run_id"]
         metrics = json.loads((ROOT / params.evaluate.out / "metrics.json").read_text())
         psnr = psnr_from_metrics(metrics)
@@ -87,7 +87,7 @@ def main() -> None:
         if seeded:
             record["seeded"] = {k: seeded[k] for k in ("version", "run_id", "model_uri", "challenger_psnr_y")}
             record["seeded"]["shipped_model"] = cfg.seed_champion
-        write_json(ROOT / cfg.out, record)
+        write_json_atomic(ROOT / cfg.out, record)
         d = record["decision"]
         print(
             f"[register] {cfg.model_name} version {record['version']} is challenger; "

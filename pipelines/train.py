@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cajnn
+from cajnn.atomic import write_text_atomic
 from cajnn.config import Params, TrainConfig, flatten, to_dict
-from cajnn.fetch.files import write_text_atomic
 from cajnn.tracking import (
+    RUN_FILE,
     dataset,
     dvc_experiment,
     files_digest,
@@ -73,9 +74,8 @@ def run_name(preset: str, cfg: TrainConfig, key: str) -> str:
 
 def mlflow_run_for(experiment_id: str, key: str, name: str, params: dict, tags: dict) -> str:
     """Resume the unfinished MLflow run of this training key, or create a new one."""
-    from mlflow.entities import Param, RunTag
-
     from mlflow import MlflowClient
+    from mlflow.entities import Param, RunTag
 
     client = MlflowClient()
     found = client.search_runs(
@@ -177,12 +177,13 @@ def write_curve(client, run_id: str, path: Path) -> None:
 
 def main() -> None:
     with stage("train") as params:
+        from mlflow import MlflowClient
+
         from cajnn.archs import build_model
         from cajnn.training.checkpoint import load_training_state
         from cajnn.training.ray_trainer import check_cluster_stores, fit
         from cajnn.training.validation import build_val_pairs
         from cajnn.weights import save_weights
-        from mlflow import MlflowClient
 
         cfg = params.train
         # before anything is created: a cluster's workers must reach the MLflow store themselves
@@ -236,7 +237,7 @@ def main() -> None:
         resumed = meta.get("resumed_from", [])
         val = meta.get("metrics", {}).get("val_psnr_y")
         write_run_file(
-            out / "run.json",
+            out / RUN_FILE,
             run_id,
             iterations=int(meta["iteration"]),
             optimizer_steps=int(meta.get("optimizer_steps", 0)),

@@ -12,11 +12,11 @@ from PIL import Image
 from cajnn.archs import build_model
 from cajnn.config import ProfileConfig
 from cajnn.degradation import jpeg_compress, matlab_imresize
+from cajnn.degradation.protocol import degrade_for_test
 from cajnn.evaluation import (
     EvalReport,
     SetResult,
     bicubic_method,
-    degrade_for_test,
     evaluate_sets,
     flat_metrics,
     markdown_table,

@@ -302,9 +302,10 @@ def test_a_second_retrain_exits_while_the_first_holds_the_lock(world):
 
 @pytest.mark.e2e
 def test_new_data_fine_tunes_the_champion_and_registers_per_policy(world):
+    from mlflow import MlflowClient
+
     from cajnn.config import RegisterConfig
     from cajnn.serving.registry import decide_promotion, recorded_psnr_y
-    from mlflow import MlflowClient
 
     proc, wall = _retrain(world)
     out = proc.stdout + proc.stderr

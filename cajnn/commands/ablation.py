@@ -104,9 +104,9 @@ def report(
     """Write Tables IV and V from the finished `abl-*` experiments (mean over seeds)."""
     from cajnn.ablation import collect
     from cajnn.ablation import report as render
+    from cajnn.atomic import write_text_atomic
     from cajnn.config import load_params
     from cajnn.experiments import exp_show, queue_states
-    from cajnn.fetch.files import write_text_atomic
 
     root = Path.cwd()
     params = load_params(root / "params.yaml")

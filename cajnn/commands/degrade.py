@@ -10,10 +10,7 @@ records skipped files in its manifest and succeeds.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -21,18 +18,6 @@ import typer
 
 REPORT_NAME = "degrade_report.json"
 FORMATS = {"png": ".png", "jpg": ".jpg"}
-
-
-def _write_bytes_atomic(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _collect(inputs: list[Path], outdir: Path, unread: dict[str, int]) -> list[tuple[Path, str, str | None]]:
@@ -83,6 +68,7 @@ def degrade(
     """Shrink and JPEG-compress images with a degradation profile (LR test inputs)."""
     import numpy as np
 
+    from cajnn.atomic import write_bytes_atomic, write_json_atomic
     from cajnn.config import ConfigError, DegradeConfig, load_params, to_dict
     from cajnn.data.image_io import ImageLoadError, load_rgb, save_rgb, unread_report
     from cajnn.data.shards import stable_seed
@@ -133,7 +119,7 @@ def degrade(
             continue
         claimed[lr_path] = str(path)
         if fmt == "jpg":
-            _write_bytes_atomic(deg.jpeg, lr_path)
+            write_bytes_atomic(lr_path, deg.jpeg)
         else:
             save_rgb(deg.lr, lr_path)
         entry = {
@@ -162,7 +148,7 @@ def degrade(
         "not_read": unread,  # folder files that are not images (by suffix) or hidden
     }
     outdir.mkdir(parents=True, exist_ok=True)
-    _write_bytes_atomic((json.dumps(report, indent=2) + "\n").encode(), outdir / REPORT_NAME)
+    write_json_atomic(outdir / REPORT_NAME, report, sort_keys=False)  # keys in the order a reader wants
     for s in skipped:
         print(f"skipped {s['file']}: {s['reason']}", file=sys.stderr)
     for line in unread_report(unread):

@@ -146,9 +146,9 @@ def _weights_from_mlflow(uri: str, workdir: Path) -> Path:
     its config beside it as ``<stem>.json``. Honours ``MLFLOW_TRACKING_URI``."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
-        import yaml
-
         import mlflow
+
+        from cajnn.serving.mlmodel import NotCajnnModelError, cajnn_artifacts
     except ImportError as exc:  # pragma: no cover - both are dependencies
         raise UsageError(f"--model needs mlflow: {exc}") from None
 
@@ -158,19 +158,11 @@ def _weights_from_mlflow(uri: str, workdir: Path) -> Path:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{base}/{rel}", dst_path=str(workdir / sub)))
 
     try:
-        meta = yaml.safe_load(fetch("MLmodel", "meta").read_text(encoding="utf-8")) or {}
-        arts = (meta.get("flavors", {}).get("python_function", {}) or {}).get("artifacts", {}) or {}
-        weights_rel = (arts.get("weights") or {}).get("path")
-        config_rel = (arts.get("config") or {}).get("path")
-        if not weights_rel:
-            raise UsageError(
-                f"{uri} is not a cajnn model: its MLmodel has no 'weights' artifact "
-                "(expected a pyfunc logged by cajnn.serving.registry.log_pyfunc)"
-            )
-        weights = fetch(weights_rel, "w")
-        config = fetch(config_rel, "c") if config_rel else None
-    except UsageError:
-        raise
+        arts = cajnn_artifacts(base, name=uri)
+        weights = fetch(arts.weights, "w")
+        config = fetch(arts.config, "c") if arts.config else None
+    except NotCajnnModelError as exc:
+        raise UsageError(str(exc)) from None
     except Exception as exc:  # MlflowException, OSError, connection errors, bad YAML
         from mlflow.tracking import get_tracking_uri
 

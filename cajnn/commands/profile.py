@@ -32,8 +32,8 @@ def fit(
     to every JPEG under FOLDER; files that are not usable JPEGs are reported and counted."""
     import yaml
 
+    from cajnn.atomic import write_text_atomic
     from cajnn.degradation.profile_fit import fit_profile, read_folder_facts
-    from cajnn.fetch.files import write_text_atomic
 
     if not folder.is_dir():
         _fail(f"{folder}: no such folder")

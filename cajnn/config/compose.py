@@ -66,9 +66,9 @@ def write_params(root: Path, overrides: Sequence[str] = (), out: Path | None = N
     """Compose and write params.yaml atomically; the parameters are validated before."""
     import yaml
 
+    from cajnn.atomic import write_text_atomic
     from cajnn.config import Params, from_dict
     from cajnn.config.base import _Loader
-    from cajnn.fetch.files import write_text_atomic
 
     text = render(root, overrides)
     from_dict(Params, yaml.load(text, Loader=_Loader) or {})

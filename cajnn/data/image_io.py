@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cajnn.atomic import write_atomic
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 # Pillow's own bomb limit is ~89 MP (warning) / 179 MP (error); an 2K-photo pipeline has no
@@ -123,36 +124,12 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 
 def save_rgb(arr: np.ndarray, path: str | os.PathLike, **save_kwargs) -> None:
-    """Write an RGB uint8 array atomically, with ordinary permissions (:func:`write_atomic`)."""
+    """Write an RGB uint8 array atomically, with ordinary permissions (:func:`cajnn.atomic.write_atomic`)."""
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ValueError(f"{path}: unknown image format for suffix {path.suffix!r}")
     write_atomic(path, lambda fh: Image.fromarray(arr).save(fh, format=fmt, **save_kwargs))
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Create `path` through ``write(file)``: a temp file in the same folder, renamed over `path`
-    when complete, so readers never see half a file. The file gets ordinary permissions (0644
-    under umask 022): the temp file is created with mode 0666 and the kernel applies the umask
-    (and any default ACL), unlike ``tempfile.mkstemp``'s 0600; no process-wide umask is read or
-    changed, which would race with other threads."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:  # another writer picked the same random name: draw again
-            continue
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def count_unread(path: Path, suffixes: frozenset[str], counts: dict[str, int]) -> bool:

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from cajnn.data.image_io import IMAGE_SUFFIXES, MAX_PIXELS, open_image, write_atomic
+from cajnn.atomic import write_atomic, write_bytes_atomic
+from cajnn.data.image_io import IMAGE_SUFFIXES, MAX_PIXELS, open_image
 from cajnn.degradation.imresize import matlab_imresize
 
 #: Suffixes `cajnn enhance` reads from folders: the pipeline's set plus other formats Pillow reads.
@@ -335,7 +336,7 @@ def write_image(
         exif = None
     if arr.dtype == np.uint16:
         data = png16_bytes(arr, icc=icc, exif=exif)
-        write_atomic(path, lambda fh: fh.write(data))
+        write_bytes_atomic(path, data)
         return notes
     img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
     kwargs: dict = {}

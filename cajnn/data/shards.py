@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cajnn.atomic import write_bytes_atomic
 from cajnn.config import DegradeConfig
-from cajnn.data.image_io import ImageLoadError, load_rgb, write_atomic
+from cajnn.data.image_io import ImageLoadError, load_rgb
 from cajnn.data.patches import patch_pairs
 from cajnn.degradation.profile import apply_plan, draw_plans, plan_label, prepare
 
@@ -242,5 +243,5 @@ def degrade_to_shard(path: str, relpath: str, out_dir: str, cfg: DegradeConfig) 
     """:func:`degrade_image`, its shard written to `out_dir` (nothing for a skipped image)."""
     res, data = degrade_image(path, relpath, cfg)
     if data is not None:
-        write_atomic(Path(out_dir) / res.shard, lambda fh: fh.write(data))
+        write_bytes_atomic(Path(out_dir) / res.shard, data)
     return res

@@ -11,11 +11,12 @@ from torch import nn
 
 from cajnn.config.downstream import DownstreamConfig
 from cajnn.degradation import matlab_imresize
+from cajnn.degradation.protocol import degrade_for_test
 from cajnn.downstream.faces import HaarFaceDetector, average_precision, build_face_scenes
 from cajnn.downstream.ocr import Tesseract, char_error_rate, word_accuracy
 from cajnn.downstream.words import build_word_images, x_height
-from cajnn.evaluation import degrade_for_test
 from cajnn.inference import enhance_many
+from cajnn.metrics.keys import FACES, TEXT, MetricKey, point_key
 
 # Table II rows (paper's names) and Table III rows, in order.
 TEXT_CONDITIONS = {
@@ -104,19 +105,21 @@ def run_downstream(model: nn.Module, cfg: DownstreamConfig, progress=None) -> Do
         sr, sec = _time(enhance_many, lr, model)
         sr_seconds += sec
         sr_pixels += sum(x.shape[0] * x.shape[1] for x in lr)
-        read(f"text/qf{qf}/lr", lr)
-        read(f"text/qf{qf}/bicubic", [matlab_imresize(x, float(cfg.scale)) for x in lr])
-        read(f"text/qf{qf}/cajnn", sr)
-        read(f"text/qf{qf}/cajnn_down", [matlab_imresize(x, 1.0 / cfg.scale) for x in sr])
+        text = point_key(TEXT, qf)
+        read(f"{text}/lr", lr)
+        read(f"{text}/bicubic", [matlab_imresize(x, float(cfg.scale)) for x in lr])
+        read(f"{text}/cajnn", sr)
+        read(f"{text}/cajnn_down", [matlab_imresize(x, 1.0 / cfg.scale) for x in sr])
         step(f"text QF {qf}")
         if scenes:
             lr = [degrade_for_test(s.hr, cfg.scale, qf, cfg.subsampling) for s in scenes]
             sr, sec = _time(enhance_many, lr, model)
             sr_seconds += sec
             sr_pixels += sum(x.shape[0] * x.shape[1] for x in lr)
-            detect(f"faces/qf{qf}/lr", lr, float(cfg.scale))
-            detect(f"faces/qf{qf}/bicubic", [matlab_imresize(x, float(cfg.scale)) for x in lr])
-            detect(f"faces/qf{qf}/cajnn", sr)
+            faces = point_key(FACES, qf)
+            detect(f"{faces}/lr", lr, float(cfg.scale))
+            detect(f"{faces}/bicubic", [matlab_imresize(x, float(cfg.scale)) for x in lr])
+            detect(f"{faces}/cajnn", sr)
             step(f"faces QF {qf}")
     m["cajnn_ms_per_lr_megapixel"] = round(1000 * sr_seconds / max(1, sr_pixels) * 1e6, 1)
     res.seconds = time.perf_counter() - t0
@@ -147,8 +150,12 @@ def markdown_report(res: DownstreamResult, cfg: DownstreamConfig) -> str:
     )
     lines += [head, "|" + "---|" * (3 + len(cfg.qualities))]
     for key, label in TEXT_CONDITIONS.items():
-        cells = [f"{m[f'text/qf{q}/{key}/word_acc']:.1f} % / {m[f'text/qf{q}/{key}/cer']:.1f} %" for q in cfg.qualities]
-        ms = np.mean([m[f"text/qf{q}/{key}/ms_per_word"] for q in cfg.qualities])
+        per_qf = [
+            {s: m[MetricKey(TEXT, q, key, s).format()] for s in ("word_acc", "cer", "ms_per_word")}
+            for q in cfg.qualities
+        ]
+        cells = [f"{r['word_acc']:.1f} % / {r['cer']:.1f} %" for r in per_qf]
+        ms = np.mean([r["ms_per_word"] for r in per_qf])
         paper = f"{PAPER_TEXT[key]:.2f} %" if key in PAPER_TEXT else "-"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {ms:.1f} | {paper} |")
     lines.append(
@@ -176,7 +183,7 @@ def markdown_report(res: DownstreamResult, cfg: DownstreamConfig) -> str:
         lines.append(f"| HR (GT) | - | {hr} | {' / '.join(f'{v:.3f}' for v in PAPER_FACES['hr'])} |")
         for key, label in FACE_CONDITIONS.items():
             for q in cfg.qualities:
-                cells = " | ".join(f"{m[f'faces/qf{q}/{key}/ap_{b}']:.3f}" for b in bins)
+                cells = " | ".join(f"{m[MetricKey(FACES, q, key, f'ap_{b}').format()]:.3f}" for b in bins)
                 paper = (
                     " / ".join(f"{v:.3f}" for v in PAPER_FACES[key])
                     if key in PAPER_FACES and q == cfg.qualities[0]

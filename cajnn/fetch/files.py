@@ -1,5 +1,5 @@
-"""Small file helpers shared by the fetchers: hashing, atomic folders and JSON, disk-full
-handling, hard links with a copy fallback, cache locks."""
+"""Small file helpers shared by the fetchers: hashing, atomic folders, best-effort JSON reads,
+disk-full handling, hard links with a copy fallback, cache locks (atomic files: :mod:`cajnn.atomic`)."""
 
 from __future__ import annotations
 
@@ -37,19 +37,6 @@ def human_bytes(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it: a crash never leaves half
-    a file, and the file gets ordinary (umask) permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path) -> Any:

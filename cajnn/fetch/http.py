@@ -22,6 +22,7 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.util.retry import Retry
 
+from cajnn.atomic import write_json_atomic
 from cajnn.fetch.errors import ChecksumError, FetchError, NetworkError, NotFoundError
 from cajnn.fetch.files import (
     CHUNK,
@@ -31,7 +32,6 @@ from cajnn.fetch.files import (
     hash_file,
     human_bytes,
     read_json,
-    write_json_atomic,
 )
 
 TRANSIENT_STATUS = (408, 425, 429, 500, 502, 503, 504)

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 from s3transfer.subscribers import BaseSubscriber
 from tqdm import tqdm
 
+from cajnn.atomic import write_json_atomic
 from cajnn.config.fetch import S3Config
 from cajnn.data.image_io import IMAGE_SUFFIXES
 from cajnn.fetch.errors import BucketNotFoundError, CredentialsError, FetchError, NetworkError
@@ -36,7 +37,6 @@ from cajnn.fetch.files import (
     hash_file,
     link_or_copy,
     read_json,
-    write_json_atomic,
 )
 
 S3_PREFIX = "s3://"

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cajnn.atomic import write_text_atomic
 from cajnn.evaluation import METHOD_LABELS, Crop, EvalReport, Protocol
-from cajnn.fetch.files import write_text_atomic
 from cajnn.metrics import psnr_y, ssim_y
 
 ZOOM = 2  # crops are shown at 2x, nearest neighbour: JPEG blocks and ringing stay visible

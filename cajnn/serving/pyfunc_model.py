@@ -36,11 +36,10 @@ import binascii
 import io
 from typing import TYPE_CHECKING
 
+import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
-
-import mlflow
 
 if TYPE_CHECKING:
     from cajnn.data.image_meta import KeptImage
@@ -134,9 +133,10 @@ def _images(model_input) -> list:
 
 class CAJNNPyfunc(PythonModel):
     def load_context(self, context):
+        from cajnn.serving.mlmodel import WEIGHTS_ARTIFACT
         from cajnn.weights import load_weights
 
-        self.model = load_weights(context.artifacts["weights"]).eval()
+        self.model = load_weights(context.artifacts[WEIGHTS_ARTIFACT]).eval()
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         try:

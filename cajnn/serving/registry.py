@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from cajnn.config import EvaluateConfig, RegisterConfig
+from cajnn.metrics.keys import QUALITY_METRICS, TEXT, MetricKey, model_metric_name, parse_point
+from cajnn.serving.mlmodel import CONFIG_ARTIFACT, WEIGHTS_ARTIFACT, cajnn_artifacts
 from cajnn.tracking import DIGEST_CHARS, dataset, files_digest
 
 CHAMPION = "champion"
@@ -38,10 +40,8 @@ CHALLENGER = "challenger"
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 LOCK_FILE = PACKAGE_DIR.parent / "requirements.lock"
-PSNR_KEY = re.compile(r"^(?P<set>[^/]+)/qf(?P<qf>\d+)/cajnn/psnr_y$")
-EVAL_KEY = re.compile(r"^(?P<set>[^/]+)/qf(?P<qf>\d+)/(?P<method>[^/]+)/(?P<metric>psnr_y|ssim_y)$")
-# The logged model's PSNR-Y metric (see `model_metric_key`), read back when the champion is not rescored.
-MODEL_PSNR_KEY = re.compile(r"^eval/(?P<set>.+)\.qf(?P<qf>\d+)\.cajnn\.psnr_y$")
+ACC = "word_acc"  # the downstream text metric the gate compares
+COMPARED = ("cajnn", "psnr_y")  # (method, metric) the promotion policy compares: no self-ensemble
 MODEL_METHODS = ("cajnn", "cajnn_x8")  # the model's own rows of reports/metrics.json (not bicubic's)
 DESCRIPTION_LIMIT = 5000  # characters of a model version description in MLflow's SQL store
 POLICY_RULE = (
@@ -93,13 +93,13 @@ def downstream_gate(downstream: dict[str, float], max_drop: float | None) -> str
     the LR input it was given (paper Table II's "Ours + Baseline" vs "Baseline")."""
     if max_drop is None:
         return None
-    qfs = sorted(
-        {k.split("/")[1] for k in downstream if k.startswith("text/qf") and k.endswith("/cajnn/word_acc")},
-        key=lambda q: int(q[2:]),
-    )
-    if not qfs:
+    keys = [m for k in downstream if (m := MetricKey.parse(k)) and (m.set, m.method, m.metric) == (TEXT, "cajnn", ACC)]
+    if not keys:
         raise ValueError("the downstream metrics have no text/qf*/cajnn/word_acc: run the downstream stage")
-    drops = {q: downstream[f"text/{q}/lr/word_acc"] - downstream[f"text/{q}/cajnn/word_acc"] for q in qfs}
+    drops = {
+        f"qf{k.qf}": downstream[replace(k, method="lr").format()] - downstream[k.format()]
+        for k in sorted(keys, key=lambda k: k.qf)
+    }
     worst = max(drops, key=drops.get)
     if drops[worst] > max_drop:
         return (
@@ -114,7 +114,11 @@ def downstream_gate(downstream: dict[str, float], max_drop: float | None) -> str
 
 def psnr_from_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """`reports/metrics.json` -> `{"<set>/qf<Q>": CAJNN PSNR-Y}` (no self-ensemble)."""
-    return {f"{m['set']}/qf{m['qf']}": float(v) for k, v in metrics.items() if (m := PSNR_KEY.match(k))}
+    return {m.point: float(v) for k, v in metrics.items() if (m := MetricKey.parse(k)) and _compared(m)}
+
+
+def _compared(key: MetricKey) -> bool:
+    return (key.method, key.metric) == COMPARED
 
 
 def score_weights(weights: Path, eval_cfg: EvaluateConfig, root: Path) -> dict[str, float]:
@@ -215,7 +219,7 @@ def log_pyfunc(weights: Path, run_id: str, step: int = 0) -> str:
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(PYFUNC_FILE),
-                artifacts={"weights": str(weights), "config": str(weights.with_suffix(".json"))},
+                artifacts={WEIGHTS_ARTIFACT: str(weights), CONFIG_ARTIFACT: str(weights.with_suffix(".json"))},
                 code_paths=[str(code)],
                 signature=signature(),
                 input_example=_example_input(),
@@ -230,9 +234,8 @@ def log_pyfunc(weights: Path, run_id: str, step: int = 0) -> str:
 
 def champion_version(name: str, client=None):
     """The ModelVersion the `champion` alias points at, or None."""
-    from mlflow.exceptions import MlflowException
-
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = client or MlflowClient()
     try:
@@ -246,22 +249,16 @@ def champion_version(name: str, client=None):
 def download_weights(model_uri: str, dst: Path) -> Path:
     """The safetensors weights (and their JSON config beside them) of a CAJNN pyfunc model,
     downloaded into `dst`; returns the weights path."""
-    import yaml
-
     import mlflow
 
     dst.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cajnn-dl-", dir=dst) as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
-        meta = yaml.safe_load((local / "MLmodel").read_text()) or {}
-        arts = (meta.get("flavors", {}).get("python_function", {}) or {}).get("artifacts") or {}
-        if "weights" not in arts:
-            raise ValueError(f"{model_uri} is not a cajnn model (no 'weights' artifact in its MLmodel)")
+        arts = cajnn_artifacts(str(local), name=model_uri)
         weights = dst / "cajnn.safetensors"
-        shutil.copyfile(local / arts["weights"]["path"], weights)
-        config = arts.get("config", {}).get("path")
-        if config:
-            shutil.copyfile(local / config, weights.with_suffix(".json"))
+        shutil.copyfile(local / arts.weights, weights)
+        if arts.config:
+            shutil.copyfile(local / arts.config, weights.with_suffix(".json"))
     return weights
 
 
@@ -272,20 +269,21 @@ def _tags(d: dict) -> dict[str, str]:
 # --------------------------------------------------------------------------- what a version says about itself
 
 
-def model_metric_key(key: str) -> str:
-    """`reports/metrics.json` key -> metric name on the run and its logged model: the name the
-    evaluate stage logs it under (`holdout/qf10/cajnn/psnr_y` -> `eval/holdout.qf10.cajnn.psnr_y`)."""
-    return "eval/" + key.replace("/", ".")
-
-
 def model_metrics_from(metrics: dict[str, float]) -> dict[str, float]:
     """The model's own rows of `reports/metrics.json` (CAJNN, with and without self-ensemble)."""
-    return {k: float(v) for k, v in metrics.items() if (m := EVAL_KEY.match(k)) and m["method"] in MODEL_METHODS}
+    return {k: float(v) for k, v in metrics.items() if (m := _score(k)) and m.method in MODEL_METHODS}
+
+
+def _score(key: str) -> MetricKey | None:
+    """The PSNR-Y / SSIM-Y score a metrics.json key names (None for the other keys)."""
+    m = MetricKey.parse(key)
+    return m if m is not None and m.metric in QUALITY_METRICS else None
 
 
 def _key_order(key: str) -> tuple:
-    name, _, qf = key.partition("/qf")
-    return name, int(qf) if qf.isdigit() else 0
+    """Sort order of `<set>/qf<Q>` keys: by set, then QF as a number."""
+    point = parse_point(key)
+    return point if point is not None else (key.partition("/qf")[0], 0)
 
 
 def logged_model_id(uri_or_version) -> str | None:
@@ -305,8 +303,8 @@ def recorded_psnr_y(client, mv) -> dict[str, float] | None:
     found: dict[str, tuple[int, float]] = {}
     if model_id := logged_model_id(mv):
         for m in client.get_logged_model(model_id).metrics or []:
-            if (k := MODEL_PSNR_KEY.match(m.key)) and m.timestamp >= found.get(f"{k['set']}/qf{k['qf']}", (-1, 0))[0]:
-                found[f"{k['set']}/qf{k['qf']}"] = (m.timestamp, float(m.value))
+            if (k := MetricKey.parse_model(m.key)) and _compared(k) and m.timestamp >= found.get(k.point, (-1, 0))[0]:
+                found[k.point] = (m.timestamp, float(m.value))
     if found:
         return {k: v for k, (_, v) in sorted(found.items(), key=lambda kv: _key_order(kv[0]))}
     legacy = mv.tags.get("eval_psnr_y")
@@ -326,7 +324,7 @@ def log_model_metrics(
     for key, value in sorted(metrics.items()):
         name = key.split("/")[0]
         linked = {"dataset_name": name, "dataset_digest": digests[name]} if name in digests and "/" in key else {}
-        batch.append(Metric(model_metric_key(key), float(value), now, 0, model_id=model_id, **linked))
+        batch.append(Metric(model_metric_name(key), float(value), now, 0, model_id=model_id, **linked))
     for i in range(0, len(batch), 500):
         client.log_batch(run_id, metrics=batch[i : i + 500])
 
@@ -342,10 +340,10 @@ def eval_table(metrics: dict[str, float]) -> str:
     cells: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
     methods: list[str] = []
     for key, value in metrics.items():
-        if m := EVAL_KEY.match(key):
-            cells.setdefault((m["set"], int(m["qf"])), {}).setdefault(m["method"], {})[m["metric"]] = float(value)
-            if m["method"] not in methods:
-                methods.append(m["method"])
+        if m := _score(key):
+            cells.setdefault((m.set, m.qf), {}).setdefault(m.method, {})[m.metric] = float(value)
+            if m.method not in methods:
+                methods.append(m.method)
     if not cells:
         return ""
     methods.sort(key=lambda k: list(METHOD_LABELS).index(k) if k in METHOD_LABELS else len(METHOD_LABELS))
@@ -481,6 +479,7 @@ def seed_champion(
     being first, it becomes champion. Returns its registration record, or None when a champion
     exists already."""
     import mlflow
+
     from cajnn import shipped
 
     if champion_version(cfg.model_name) is not None:
@@ -578,7 +577,7 @@ def register(
     policy = {"min_gain": cfg.min_gain, "tolerance": cfg.tolerance, "rule": POLICY_RULE}
     model_id = logged_model_id(mv) or logged_model_id(model_uri)
     if model_id:  # a model logged by MLflow 3 (not a `runs:/` URI of an older one)
-        psnr_rows = {f"{k}/cajnn/psnr_y": v for k, v in metrics.items()}
+        psnr_rows = {MetricKey(*parse_point(k), *COMPARED).format(): v for k, v in metrics.items()}
         log_model_metrics(client, run_id, model_id, {**psnr_rows, **(model_metrics or {})}, eval_sets)
     # Readable values only: the numbers per set and QF are the logged model's metrics and the
     # description's tables, not JSON in a tag.

@@ -19,10 +19,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cajnn.atomic import write_json_atomic, write_text_atomic
 from cajnn.config import load_params
 from cajnn.config.base import to_dict
-from cajnn.fetch.files import atomic_dir, write_json_atomic, write_text_atomic
+from cajnn.fetch.files import atomic_dir
+from cajnn.metrics.keys import MetricKey, parse_point
 from cajnn.shipped import CARD_FILE, CARD_MD, HERE, MAX_BYTES, WEIGHTS_FILE
+from cajnn.tracking import RUN_FILE
 from cajnn.weights import config_path_for
 
 RETRAIN = "make shipped-model"  # = dvc exp run -S preset=<preset> -n <preset>, then this export
@@ -45,12 +48,11 @@ def gains(metrics: dict[str, float], method: str = "cajnn") -> dict[str, float]:
     """`<set>/qf<Q>` -> PSNR-Y gain (dB) of `method` over bicubic (reports/metrics.json keys)."""
     out = {}
     for key, value in metrics.items():
-        parts = key.split("/")
-        if len(parts) == 4 and parts[2] == method and parts[3] == "psnr_y":
-            base = metrics.get("/".join([parts[0], parts[1], "bicubic", "psnr_y"]))
+        if (m := MetricKey.parse(key)) and (m.method, m.metric) == (method, "psnr_y"):
+            base = metrics.get(MetricKey(m.set, m.qf, "bicubic", "psnr_y").format())
             if base is not None:
-                out[f"{parts[0]}/{parts[1]}"] = round(float(value) - float(base), 4)
-    return dict(sorted(out.items(), key=lambda kv: (kv[0].split("/")[0], int(kv[0].split("/qf")[1]))))
+                out[m.point] = round(float(value) - float(base), 4)
+    return dict(sorted(out.items(), key=lambda kv: parse_point(kv[0])))
 
 
 def _data_sources(root: Path, inputs: list[str]) -> list[dict]:
@@ -76,7 +78,7 @@ def build_card(root: Path, name: str) -> tuple[dict, Path]:
     """card.json's content for the run in checkout `root`, and the weights file it describes."""
     params = load_params(root / "params.yaml")
     weights = root / params.evaluate.weights
-    run = json.loads((root / params.train.out / "run.json").read_text())
+    run = json.loads((root / params.train.out / RUN_FILE).read_text())
     metrics = json.loads((root / params.evaluate.out / "metrics.json").read_text())
     if not gains(metrics):
         raise ValueError(f"{params.evaluate.out}/metrics.json has no CAJNN rows: run the evaluate stage first")
@@ -127,7 +129,7 @@ def card_markdown(card: dict) -> str:
 
     ev = card["evaluation"]
     gains_rows = "\n".join(
-        f"| {k.split('/')[0]} | {k.split('/qf')[1]} | {v:+.2f} | "
+        f"| {' | '.join(map(str, parse_point(k)))} | {v:+.2f} | "
         f"{ev['gain_over_bicubic_db_self_ensemble'].get(k, float('nan')):+.2f} |"
         for k, v in ev["gain_over_bicubic_db"].items()
     )

@@ -1,10 +1,12 @@
 """Training-time augmentation (paper IV-A): random aligned crops and the 8 dihedral variants
-(rotation by 0/90/180/270 degrees, with and without a horizontal flip)."""
+(rotation by 0/90/180/270 degrees, with and without a horizontal flip: :mod:`cajnn.data.dihedral`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from cajnn.data.dihedral import DIHEDRAL, dihedral
 
 
 def random_crop_pairs(
@@ -24,21 +26,6 @@ def random_crop_pairs(
     return hr_out, lr_out
 
 
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Dihedral transform k in 0..7 of an NCHW tensor: k % 4 quarter turns, flip if k >= 4."""
-    if k >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, k % 4, dims=(-2, -1))
-
-
-def dihedral_inverse(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Undo :func:`dihedral` (used by the self-ensemble)."""
-    x = torch.rot90(x, -(k % 4), dims=(-2, -1))
-    if k >= 4:
-        x = torch.flip(x, dims=(-1,))
-    return x
-
-
 def to_tensor(batch: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -50,7 +37,7 @@ def augment_batch(
     """Crop, convert and apply one random dihedral transform per sample, identically to HR/LR."""
     hr, lr = random_crop_pairs(hr, lr, crop, scale, rng)
     hr_t, lr_t = to_tensor(hr), to_tensor(lr)
-    ks = rng.integers(0, 8, size=len(hr_t))
+    ks = rng.integers(0, DIHEDRAL, size=len(hr_t))
     hr_t = torch.stack([dihedral(t, int(k)) for t, k in zip(hr_t, ks)])
     lr_t = torch.stack([dihedral(t, int(k)) for t, k in zip(lr_t, ks)])
     return hr_t, lr_t

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from cajnn.atomic import write_atomic, write_text_atomic
+
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 
@@ -29,22 +31,22 @@ def save_training_state(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     net = getattr(model, "module", model)  # unwrap DDP
-    torch.save(
-        {
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        },
-        directory / STATE_FILE,
-    )
+    state = {
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
     meta = {
         "iteration": iteration,
         "numpy_rng": rng.bit_generator.state,
         "model_config": getattr(net, "config", {}),
         **(extra or {}),
     }
-    (directory / META_FILE).write_text(json.dumps(meta, indent=1))
+    # Atomic: an interrupted save (the very event checkpoints exist for) keeps the previous one
+    # whole. The meta file keeps its compact format (indent=1, no final newline).
+    write_atomic(directory / STATE_FILE, lambda fh: torch.save(state, fh))
+    write_text_atomic(directory / META_FILE, json.dumps(meta, indent=1))
 
 
 def load_training_state(

@@ -12,7 +12,7 @@ from torch import nn
 
 from cajnn.data.image_io import ImageLoadError, list_images, load_rgb
 from cajnn.degradation.imresize import matlab_imresize, modcrop
-from cajnn.degradation.jpeg import jpeg_compress
+from cajnn.degradation.protocol import compress_for_test, downscale_for_test
 from cajnn.inference import enhance
 from cajnn.metrics import psnr_y, ssim_y
 
@@ -34,7 +34,7 @@ def centre_crop(img: np.ndarray, side: int, multiple: int) -> np.ndarray:
 
 
 def build_val_pairs(folders: Sequence[str | Path], qualities: Sequence[int], crop: int, scale: int) -> list[ValPair]:
-    """HR centre crops degraded as in the test protocol (MATLAB bicubic, JPEG 4:2:0)."""
+    """HR centre crops degraded as in the test protocol (:mod:`cajnn.degradation.protocol`)."""
     pairs = []
     for folder in folders:
         for path in list_images(folder):
@@ -44,9 +44,9 @@ def build_val_pairs(folders: Sequence[str | Path], qualities: Sequence[int], cro
                 continue  # evaluation reports unreadable files; validation just uses the rest
             if min(hr.shape[:2]) < 8 * scale:
                 continue
-            lr_clean = matlab_imresize(hr, 1.0 / scale)
+            lr_clean = downscale_for_test(hr, scale)
             for qf in qualities:
-                pairs.append(ValPair(path.stem, int(qf), jpeg_compress(lr_clean, int(qf)), hr))
+                pairs.append(ValPair(path.stem, int(qf), compress_for_test(lr_clean, int(qf)), hr))
     return pairs
 
 
@@ -55,7 +55,7 @@ def task_pair(pair: ValPair, task: str) -> tuple[np.ndarray, np.ndarray]:
     (joint), JPEG LR -> clean LR (car), clean LR -> HR (sr); clean LR = MATLAB bicubic x1/scale."""
     if task == "joint":
         return pair.lr, pair.hr
-    clean = matlab_imresize(pair.hr, 1.0 / (pair.hr.shape[0] // pair.lr.shape[0]))
+    clean = downscale_for_test(pair.hr, pair.hr.shape[0] // pair.lr.shape[0])
     return (pair.lr, clean) if task == "car" else (clean, pair.hr)
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cajnn.cli import app
 from cajnn.data.image_io import load_rgb
 from cajnn.degradation import jpeg_encode, matlab_imresize, modcrop
-from cajnn.evaluation import degrade_for_test
+from cajnn.degradation.protocol import degrade_for_test
 from tests.helpers.image_corpus import BROKEN, build_corpus, photo_like
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from cajnn.archs import build_model
+from cajnn.atomic import write_atomic
 from cajnn.cli import app
-from cajnn.data.image_io import write_atomic
 from cajnn.data.image_meta import _ORIENT, finish, png16_bytes, read_image, to_8bit
 from cajnn.degradation import matlab_imresize
 from cajnn.inference import enhance

@@ -28,7 +28,7 @@ from cajnn.degradation.profile import (
     resize_to,
     shrink,
 )
-from cajnn.evaluation import degrade_for_test
+from cajnn.degradation.protocol import degrade_for_test
 
 REPO = Path(__file__).resolve().parents[2]
 PIL_SAMPLING = {"444": 0, "422": 1, "420": 2}

@@ -147,10 +147,9 @@ def ensure_bucket(s3, name: str) -> None:
 @contextlib.contextmanager
 def tracking(url: str):
     """Point this process's MLflow client at `url`; restore the previous setting after."""
+    import mlflow
     from mlflow.tracking._model_registry import utils as reg_utils
     from mlflow.tracking._tracking_service import utils as trk_utils
-
-    import mlflow
 
     saved = (
         trk_utils._tracking_uri,
@@ -217,6 +216,7 @@ def register_weights(
     """Score `weights` on the frozen set, log them as a pyfunc in a new run, register them
     under `name` with the promotion policy (the champion rescored from the registry)."""
     import mlflow
+
     from cajnn.config import RegisterConfig
     from cajnn.serving.registry import log_pyfunc, register, score_weights
 

@@ -148,8 +148,9 @@ def world(moto_endpoint, request, tmp_path_factory, one_torch_thread):
     """A project copy whose MLflow is the shared server, taken through the train stage's run
     start (created, failed, resumed under a DVC experiment), system metrics, evaluate and
     register."""
-    from cajnn.tracking import system_metrics, write_run_file
     from mlflow import MlflowClient
+
+    from cajnn.tracking import system_metrics, write_run_file
     from tests.helpers.project import make_project
     from tests.helpers.servers import frozen_set, make_weights, mlflow_stack
 

@@ -118,11 +118,11 @@ def test_console_is_short_and_free_of_library_internals(first_repro):
 def test_registry_starts_with_the_shipped_champion_and_the_trained_model_challenges_it(project, first_repro):
     """An empty registry gets the shipped cpu-base as version 1 (champion, scored on the same
     sets); the micro model trained here is version 2 and loses to it under the policy."""
-    import pandas as pd
-
     import mlflow
-    from cajnn.serving.registry import recorded_psnr_y
+    import pandas as pd
     from mlflow import MlflowClient
+
+    from cajnn.serving.registry import recorded_psnr_y
 
     record = json.loads((project / "reports" / "registry.json").read_text())
     assert record["seeded"]["version"] == 1 and record["seeded"]["shipped_model"] == "cpu-base"

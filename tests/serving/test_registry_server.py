@@ -60,8 +60,9 @@ def test_first_model_becomes_champion(env):
 
 
 def test_better_model_is_promoted_on_a_fresh_evaluation_not_on_stale_numbers(env):
-    from cajnn.serving.registry import log_model_metrics, logged_model_id, recorded_psnr_y
     from mlflow import MlflowClient
+
+    from cajnn.serving.registry import log_model_metrics, logged_model_id, recorded_psnr_y
 
     # Stale/forged recorded numbers claiming the champion is excellent must not matter: it is rescored.
     client = MlflowClient()
@@ -93,9 +94,10 @@ def test_better_model_is_promoted_on_a_fresh_evaluation_not_on_stale_numbers(env
 
 
 def test_recorded_numbers_decide_when_the_champion_is_not_rescored(env):
+    from mlflow import MlflowClient
+
     from cajnn.config import RegisterConfig
     from cajnn.serving.registry import log_pyfunc, register, score_weights
-    from mlflow import MlflowClient
 
     # version 2 (bilinear) is champion; the same weights, judged on version 2's recorded numbers
     client = MlflowClient()
@@ -135,9 +137,9 @@ def test_a_tie_keeps_the_champion(env):
 
 
 def test_logged_model_is_pinned_safetensors_with_signature_and_example(env, tmp_path):
+    import mlflow
     import yaml
 
-    import mlflow
     from cajnn.serving.registry import requirements
 
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{NAME}@champion", dst_path=str(tmp_path))
@@ -153,10 +155,10 @@ def test_logged_model_is_pinned_safetensors_with_signature_and_example(env, tmp_
 
 
 def test_champion_loads_and_enhances_images_of_any_size(env):
+    import mlflow
     import pandas as pd
     from PIL import Image
 
-    import mlflow
     from cajnn.inference import enhance
     from cajnn.weights import load_weights
 
@@ -218,8 +220,9 @@ def test_cli_enhance_with_the_registry_champion(env, stack, tmp_path):
 def test_experiment_is_marked_as_model_training_for_the_ui(env, stack):
     """Each stage's tracking set-up tags the experiment as model training (the kind MLflow 3's
     UI shows for it); a kind the user picked in the UI is kept."""
-    from cajnn.tracking import EXPERIMENT_KIND_TAG
     from mlflow import MlflowClient
+
+    from cajnn.tracking import EXPERIMENT_KIND_TAG
 
     def stage_setup() -> str:
         # in a process of its own, as a stage runs it: setup_tracking sets MLflow's global
@@ -247,8 +250,9 @@ def test_experiment_is_marked_as_model_training_for_the_ui(env, stack):
 def test_downstream_gate_keeps_a_better_model_from_promotion(env):
     """A model that makes words less readable than its input is registered, never promoted,
     whatever its PSNR-Y (register.max_word_acc_drop; the gate's reason from the downstream metrics)."""
-    from cajnn.serving.registry import downstream_gate
     from mlflow import MlflowClient
+
+    from cajnn.serving.registry import downstream_gate
 
     name = NAME + "-gated"
     first = register_weights(env["weights"]["noisy"], name, EXPERIMENT, env["cfg"], env["root"])

@@ -12,8 +12,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from cajnn.archs import build_model
+from cajnn.data.dihedral import dihedral, dihedral_inverse
 from cajnn.degradation.imresize import matlab_imresize
-from cajnn.training.augment import augment_batch, dihedral, dihedral_inverse, random_crop_pairs, to_tensor
+from cajnn.training.augment import augment_batch, random_crop_pairs, to_tensor
 from cajnn.training.checkpoint import META_FILE, STATE_FILE, load_training_state, save_training_state
 from cajnn.training.losses import CharbonnierLoss, build_loss, clean_lr_target
 from cajnn.training.step import NonFiniteLossError, StepGuard, train_step
