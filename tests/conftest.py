@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Ray Train's controller polls its workers every 2 s by default, so each short test run waits
+# up to 2 s at start and at the end for nothing; project copies inherit this environment.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 
 import shutil
 import subprocess
