@@ -13,6 +13,7 @@ from PIL import Image
 
 from cajnn.data import image_io
 from cajnn.data.image_io import ImageLoadError, list_images, load_rgb, save_rgb
+from tests.helpers.image_corpus import png_chunk, png_header_only
 
 
 def rgb_pattern(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:
@@ -26,21 +27,6 @@ def smooth_pattern(h: int = 24, w: int = 32) -> np.ndarray:
     g = 60 + 120 * y / h
     b = 128 + 60 * np.sin(x / 5.0)
     return np.clip(np.stack([r, g, b], -1), 0, 255).astype(np.uint8)
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose IHDR claims `width` x `height` (8-bit RGB) with a tiny bogus IDAT."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 # --- valid images -----------------------------------------------------------------------------
