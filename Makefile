@@ -14,9 +14,12 @@ setup:
 run: setup
 	@bash scripts/run_pipeline.sh
 
-## test: set-up + lint (seconds, fails first) + the whole test suite (integration and e2e included)
+## test: set-up + lint (seconds, fails first) + the whole test suite (integration and e2e included),
+## in TEST_WORKERS processes: most of an end-to-end test's time is process start-up and waiting on
+## Ray, DVC and servers, so two files at once fill two cores (13 min -> see README "Tests")
+TEST_WORKERS ?= 2
 test: setup lint
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## lint: ruff's checks and format check (settings in pyproject.toml); `make format` fixes most
 lint: setup

@@ -99,3 +99,31 @@ def aws_env(monkeypatch, tmp_path):
     for key, value in DUMMY_AWS.items():
         monkeypatch.setenv(key, value)
     return monkeypatch
+
+
+@pytest.fixture(scope="session")
+def degraded_micro(tmp_path_factory) -> Path:
+    """A micro project with `fetch` and `degrade` run and dvc.lock committed, made once: tests
+    about later stages start from a copy (`tests.helpers.project.copy_project`) instead of
+    fetching and degrading again (~12 s each). Tests about fetch and degrade make their own."""
+    from tests.helpers.project import make_project, run
+
+    root = make_project(tmp_path_factory.mktemp("degraded-micro"), preset="micro")
+    run(["dvc", "repro", "degrade"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "fetch and degrade"], root)
+    return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test`), files that run pipelines go first: each process takes
+    the next whole file (`--dist loadfile`, module fixtures shared), and the many short files
+    then fill the gaps, instead of two multi-minute files starting last and running alone.
+    A plain `pytest` keeps the collection order."""
+    if not hasattr(config, "workerinput"):
+        return
+    cost = {}
+    for item in items:
+        rank = 0 if item.get_closest_marker("e2e") else 1 if item.get_closest_marker("integration") else 2
+        cost[item.path] = min(cost.get(item.path, rank), rank)
+    items.sort(key=lambda item: cost[item.path])  # stable: a file's tests keep their order

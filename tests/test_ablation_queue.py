@@ -10,14 +10,14 @@ import sys
 import pytest
 
 from cajnn.ablation import SETTINGS
-from tests.helpers.project import make_project, project_env, run
+from tests.helpers.project import copy_project, project_env, run
 
 pytestmark = pytest.mark.e2e
 
 
-def test_table_v_from_queued_experiments(tmp_path):
-    project = make_project(
-        tmp_path, preset="micro", evaluate={"qualities": [10], "self_ensemble": False, "sweep_set": ""}
+def test_table_v_from_queued_experiments(degraded_micro, tmp_path):
+    project = copy_project(
+        degraded_micro, tmp_path, evaluate={"qualities": [10], "self_ensemble": False, "sweep_set": ""}
     )
     cli = [sys.executable, "-m", "cajnn.cli", "ablation"]
     # two of Table V's settings (each queued experiment is a whole micro pipeline up to evaluate)

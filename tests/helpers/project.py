@@ -57,19 +57,37 @@ def make_project(parent: Path, preset: str = "micro", **sections) -> Path:
     """Copy the sources to `parent/cajnn`, make `preset` the default and apply section overrides
     in conf/config.yaml (the source: `dvc exp run` and `cajnn retrain` compose params.yaml from
     it), compose params.yaml, git init."""
-    from cajnn.config.compose import write_params
-
     root = parent / "cajnn"
     shutil.copytree(REPO, root, ignore=IGNORE)
+    run(["git", "init", "-q"], root)
+    return _configure(root, {"defaults": ["_self_", {"preset": preset}], "ray": {"num_cpus": 2}, **sections}, "copy")
+
+
+def copy_project(template: Path, parent: Path, **sections) -> Path:
+    """A copy of a project `make_project` made and ran stages in (git history, dvc.lock, data/
+    and the DVC cache included) with section overrides on top: stages whose parameters the
+    overrides leave alone stay up to date, so a test pays only for the stages it is about."""
+    root = parent / "cajnn"
+    # .dvc/tmp: DVC's locks and state index (keyed by inode: the copy is rehashed instead)
+    skip = lambda folder, names: {"tmp"} & set(names) if Path(folder) == template / ".dvc" else set()  # noqa: E731
+    shutil.copytree(template, root, symlinks=True, ignore=skip)
+    return _configure(root, sections, "overrides") if sections else root
+
+
+def _configure(root: Path, sections: dict, message: str) -> Path:
+    """Update conf/config.yaml section by section (a list or a scalar replaces), compose
+    params.yaml, commit."""
+    from cajnn.config.compose import write_params
+
     conf = root / "conf" / "config.yaml"
     config = yaml.safe_load(conf.read_text())
-    config["defaults"] = ["_self_", {"preset": preset}]
-    config["ray"]["num_cpus"] = 2
     for section, values in sections.items():
-        config[section].update(values)
+        if isinstance(values, dict):
+            config[section].update(values)
+        else:
+            config[section] = values
     conf.write_text(yaml.safe_dump(config, sort_keys=False))
     write_params(root)
-    run(["git", "init", "-q"], root)
     run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "copy"], root)
+    run(["git", "commit", "-qm", message], root)
     return root

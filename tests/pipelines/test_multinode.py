@@ -35,7 +35,7 @@ import pytest
 import torch
 
 from cajnn.weights import load_weights
-from tests.helpers.project import make_project, project_env, run
+from tests.helpers.project import copy_project, make_project, project_env, run
 from tests.helpers.servers import DUMMY_AWS, ensure_bucket, mlflow_stack
 
 pytestmark = pytest.mark.e2e
@@ -208,7 +208,7 @@ def _set(project: Path, section: str, **values) -> None:
     write_params(project)
 
 
-def test_degrade_and_train_on_a_node_without_the_drivers_disk_match_one_node(cluster_project, tmp_path):
+def test_degrade_and_train_on_a_node_without_the_drivers_disk_match_one_node(cluster_project, degraded_micro, tmp_path):
     project = cluster_project["project"]
     _set(project, "ray", address=cluster_project["address"], task_resources={NODE2: 1})
     out = run(["dvc", "repro", "train"], project, timeout=600)
@@ -216,7 +216,7 @@ def test_degrade_and_train_on_a_node_without_the_drivers_disk_match_one_node(clu
     manifest = json.loads((project / "data" / "patches" / "manifest.json").read_text())
     assert manifest["images"] == 7 and manifest["skipped"] == []
 
-    reference = make_project(tmp_path, preset="micro")  # the same stages on one local node
+    reference = copy_project(degraded_micro, tmp_path)  # the same stages on one local node
     run(["dvc", "repro", "train"], reference, timeout=600)
     ref_manifest = json.loads((reference / "data" / "patches" / "manifest.json").read_text())
     assert manifest["sha256"] == ref_manifest["sha256"]  # every shard byte for byte

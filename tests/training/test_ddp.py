@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from cajnn.weights import load_weights
-from tests.helpers.project import make_project, run
+from tests.helpers.project import copy_project, ran, run
 
 pytestmark = pytest.mark.e2e
 
 
-def test_two_workers_train_consistent_replicas_and_resume(tmp_path):
-    project = make_project(tmp_path, preset="micro", train={"num_workers": 2})
+def test_two_workers_train_consistent_replicas_and_resume(degraded_micro, tmp_path):
+    project = copy_project(degraded_micro, tmp_path, train={"num_workers": 2})
     out = run(["dvc", "repro", "train"], project)
-    assert "[train] done in" in out
+    assert "[train] done in" in out and ran(out) == ["train"]  # fetch and degrade: the copy's
     record = json.loads((project / "models" / "run.json").read_text())
     assert record["iterations"] == 12
     with sqlite3.connect(project / "mlflow" / "mlflow.db") as db:

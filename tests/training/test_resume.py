@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cajnn.config.compose import write_params
-from tests.helpers.project import make_project, project_env, run
+from tests.helpers.project import copy_project, project_env, run
 
 pytestmark = pytest.mark.e2e
 
@@ -34,8 +34,8 @@ def _registered(root) -> list[int]:
     return found
 
 
-def test_killed_training_resumes_from_last_checkpoint(tmp_path):
-    root = make_project(tmp_path)
+def test_killed_training_resumes_from_last_checkpoint(degraded_micro, tmp_path):
+    root = copy_project(degraded_micro, tmp_path)
     # The micro preset sets train.* itself, so the longer schedule goes into the preset file.
     preset = root / "conf" / "preset" / "micro.yaml"
     values = yaml.safe_load(preset.read_text())
@@ -44,7 +44,7 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     )
     preset.write_text("# @package _global_\n" + yaml.safe_dump(values))
     write_params(root)
-    run(["dvc", "repro", "degrade"], root)
+    run(["dvc", "repro", "degrade"], root)  # up to date in the copy: the train schedule is not its param
 
     cmd = [sys.executable, "-m", "pipelines.train"]
     log = tmp_path / "first.log"
