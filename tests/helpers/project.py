@@ -60,7 +60,8 @@ def make_project(parent: Path, preset: str = "micro", **sections) -> Path:
     root = parent / "cajnn"
     shutil.copytree(REPO, root, ignore=IGNORE)
     run(["git", "init", "-q"], root)
-    return _configure(root, {"defaults": ["_self_", {"preset": preset}], "ray": {"num_cpus": 2}, **sections}, "copy")
+    ray = {"num_cpus": 2, **sections.pop("ray", {})}
+    return _configure(root, {"defaults": ["_self_", {"preset": preset}], "ray": ray, **sections}, "copy")
 
 
 def copy_project(template: Path, parent: Path, **sections) -> Path:
