@@ -1,5 +1,6 @@
 """Atomic file writes: readers (DVC, MLflow, a second stage, a user's viewer) see either the old
 file or the complete new one, never half a file, and a failed write leaves the old file as it was.
+A stage's output folder is built the same way, beside its place (:func:`atomic_dir`).
 
 Each write goes to a temp file beside the target (same folder, so same file system) and is renamed
 over it with ``os.replace``. The temp file is created with ``O_EXCL`` under a random name, so two
@@ -11,14 +12,16 @@ would race with other threads. Stdlib only: every layer of the package may use i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["write_atomic", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_dir", "write_atomic", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def _create_temp(path: Path) -> tuple[int, Path]:
@@ -72,3 +75,25 @@ def write_json_atomic(
     read by people and diffed by git and DVC: indented, and by default with sorted keys so that
     the same data always gives the same bytes)."""
     write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=sort_keys) + "\n", fsync=fsync)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Build a folder beside its final place (`.NAME.partial`) and swap it in on success; on
+    failure nothing is left behind and an existing `final` is untouched.
+
+    Two renames cannot swap folders at once: between removing the old `final` and the rename a
+    reader may find no folder, but never a half-built one. A `.partial` left by a killed run is
+    removed first."""
+    partial = final.with_name(f".{final.name}.partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)

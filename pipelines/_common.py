@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from cajnn.config import ConfigError, Params, RayConfig, load_params
-from cajnn.fetch.files import atomic_dir as staged_dir  # noqa: F401 (re-exported for the stages)
 
 ROOT = Path.cwd()
 

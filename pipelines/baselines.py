@@ -14,10 +14,10 @@ import hashlib
 import time
 from dataclasses import replace
 
-from cajnn.atomic import write_json_atomic
+from cajnn.atomic import atomic_dir, write_json_atomic
 from cajnn.config import ModelConfig, to_dict
 from cajnn.evaluation import BASELINES_RECORD as RECORD
-from pipelines._common import ROOT, init_ray, stage, staged_dir
+from pipelines._common import ROOT, init_ray, stage
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
         out = ROOT / cfg.out
         record: dict = {"enabled": cfg.enabled, "models": {}, "chains": cfg.chains, "sr_only": cfg.sr_only}
         if not cfg.enabled:
-            with staged_dir(out) as partial:
+            with atomic_dir(out) as partial:
                 write_json_atomic(partial / RECORD, record)
             print(f"[baselines] off (baselines.enabled: false); {cfg.out}/{RECORD} says so")
             return
@@ -48,7 +48,7 @@ def main() -> None:
         val_dirs = [ROOT / v for v in params.train.val_sets if (ROOT / v).is_dir()]
         val_pairs = build_val_pairs(val_dirs, params.train.val_qualities, params.train.val_crop, 4)
         init_ray(params.ray)
-        with staged_dir(out) as partial:
+        with atomic_dir(out) as partial:
             for name, model in cfg.models.items():
                 tcfg = replace(
                     params.train,

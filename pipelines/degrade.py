@@ -16,12 +16,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cajnn import console
-from cajnn.atomic import write_bytes_atomic, write_json_atomic
+from cajnn.atomic import atomic_dir, write_bytes_atomic, write_json_atomic
 from cajnn.config import DegradeConfig, to_dict
 from cajnn.data.image_io import list_images
 from cajnn.data.pairs import list_pairs, pair_to_shard
 from cajnn.data.shards import REAL_PAIR, SCHEMA, degrade_image
-from pipelines._common import ROOT, init_ray, stage, staged_dir
+from pipelines._common import ROOT, init_ray, stage
 
 
 def list_items(inputs: list[str], root: Path) -> list[dict]:
@@ -53,7 +53,7 @@ def main() -> None:
         if not items and not pairs:
             raise FileNotFoundError(f"no images under {cfg.inputs + cfg.pairs}; run the fetch stage first")
         init_ray(params.ray)
-        with staged_dir(out) as partial:
+        with atomic_dir(out) as partial:
             manifest = degrade_all(
                 items + pairs,
                 partial,

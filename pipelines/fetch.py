@@ -13,11 +13,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from cajnn.atomic import atomic_dir
 from cajnn.config import FetchConfig
 from cajnn.fetch.errors import FetchError
 from cajnn.fetch.files import human_bytes
 from cajnn.fetch.sources import FetchOptions, FetchReport, fetch_all
-from pipelines._common import ROOT, stage, staged_dir
+from pipelines._common import ROOT, stage
 
 
 def collect(cfg: FetchConfig, dest: Path, root: Path = ROOT) -> FetchReport:
@@ -30,7 +31,7 @@ def main() -> None:
     with stage("fetch") as params:
         cfg = params.fetch
         try:
-            with staged_dir(ROOT / cfg.dest) as dest:
+            with atomic_dir(ROOT / cfg.dest) as dest:
                 report = collect(cfg, dest)
         except FetchError as exc:
             if os.environ.get("CAJNN_DEBUG"):

@@ -1,4 +1,4 @@
-"""cajnn.atomic: whole files or nothing, ordinary permissions, no temp files left behind."""
+"""cajnn.atomic: whole files and folders or nothing, ordinary permissions, no temp files left behind."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from cajnn.atomic import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
+from cajnn.atomic import atomic_dir, write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 
 
 def _umask(mask: int):
@@ -100,3 +100,35 @@ def test_json_formats(tmp_path):
     assert (tmp_path / "ordered.json").read_text() == json.dumps(data, indent=2) + "\n"
     assert json.loads((tmp_path / "ordered.json").read_text()) == data
     assert list(json.loads((tmp_path / "ordered.json").read_text())) == ["b", "a", "é"]
+
+
+def test_atomic_dir_swaps_a_complete_folder_in_and_replaces_the_old_one(tmp_path):
+    final = tmp_path / "out"
+    (final / "old").mkdir(parents=True)
+    with atomic_dir(final) as partial:
+        assert partial == tmp_path / ".out.partial" and not any(partial.iterdir())
+        (partial / "new.txt").write_text("new")
+        assert (final / "old").is_dir()  # the old output stays readable while the new one is built
+    assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_dir_keeps_the_old_folder_when_building_fails(tmp_path):
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "kept.txt").write_text("kept")
+    with pytest.raises(KeyboardInterrupt), atomic_dir(final) as partial:
+        (partial / "half.txt").write_text("half")
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in final.iterdir()) == ["kept.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_dir_clears_a_partial_left_by_a_killed_run(tmp_path):
+    stale = tmp_path / "a" / ".out.partial"
+    stale.mkdir(parents=True)
+    (stale / "stale.txt").write_text("from a killed run")
+    with atomic_dir(tmp_path / "a" / "out") as partial:
+        assert not any(partial.iterdir())
+        (partial / "f").write_text("x")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["out"]

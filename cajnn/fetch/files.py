@@ -1,5 +1,5 @@
-"""Small file helpers shared by the fetchers: hashing, atomic folders, best-effort JSON reads,
-disk-full handling, hard links with a copy fallback, cache locks (atomic files: :mod:`cajnn.atomic`)."""
+"""Small file helpers shared by the fetchers: hashing, best-effort JSON reads, disk-full handling,
+hard links with a copy fallback, cache locks (atomic files and folders: :mod:`cajnn.atomic`)."""
 
 from __future__ import annotations
 
@@ -74,24 +74,6 @@ def check_free_space(label: str, folder: Path, needed: int | None) -> None:
             f"{human_bytes(free)} free. Free space there or set fetch.cache_dir (--cache-dir) / "
             "fetch.dest (--dest) to a bigger disk."
         )
-
-
-@contextlib.contextmanager
-def atomic_dir(final: Path) -> Iterator[Path]:
-    """Build a folder beside its final place (`.NAME.partial`) and swap it in on success; on
-    failure nothing is left behind and an existing `final` is untouched."""
-    partial = final.with_name(f".{final.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    try:
-        yield partial
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
 
 
 def link_or_copy(src: Path, dst: Path) -> str:

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from cajnn.atomic import write_json_atomic
+from cajnn.atomic import atomic_dir, write_json_atomic
 from cajnn.config.base import ConfigError
 from cajnn.config.fetch import FetchConfig, HttpConfig, S3Config
 from cajnn.fetch.errors import FetchError
-from cajnn.fetch.files import atomic_dir, disk_full_is_clear, hash_file, human_bytes, read_json
+from cajnn.fetch.files import disk_full_is_clear, hash_file, human_bytes, read_json
 
 LOCAL_PREFIX = "local:"
 SAMPLE = "sample"

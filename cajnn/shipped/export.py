@@ -19,10 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cajnn.atomic import write_json_atomic, write_text_atomic
+from cajnn.atomic import atomic_dir, write_json_atomic, write_text_atomic
 from cajnn.config import load_params
 from cajnn.config.base import to_dict
-from cajnn.fetch.files import atomic_dir
 from cajnn.metrics.keys import MetricKey, parse_point
 from cajnn.shipped import CARD_FILE, CARD_MD, HERE, MAX_BYTES, WEIGHTS_FILE
 from cajnn.tracking import RUN_FILE
