@@ -82,12 +82,17 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """Build a folder beside its final place (`.NAME.partial`) and swap it in on success; on
     failure nothing is left behind and an existing `final` is untouched.
 
-    Two renames cannot swap folders at once: between removing the old `final` and the rename a
-    reader may find no folder, but never a half-built one. A `.partial` left by a killed run is
-    removed first."""
+    Folders cannot be swapped in one rename: the old `final` is renamed aside (`.NAME.old`) and
+    only removed once the new one is in place, so a reader finds no folder only between two
+    renames (not for a whole tree removal), a failed swap puts it back, and a removal that fails
+    midway never costs the output. Leftovers of a killed run are removed first."""
     partial = final.with_name(f".{final.name}.partial")
-    if partial.exists():
-        shutil.rmtree(partial)
+    old = final.with_name(f".{final.name}.old")
+    if old.exists() and not final.exists():  # killed between the two renames: put it back
+        os.replace(old, final)
+    for leftover in (partial, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
     partial.mkdir(parents=True)
     try:
         yield partial
@@ -95,5 +100,12 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
+        os.replace(final, old)
+    try:
+        os.replace(partial, final)
+    except BaseException:
+        if old.exists():
+            os.replace(old, final)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -110,6 +110,25 @@ def test_atomic_dir_swaps_a_complete_folder_in_and_replaces_the_old_one(tmp_path
         (partial / "new.txt").write_text("new")
         assert (final / "old").is_dir()  # the old output stays readable while the new one is built
     assert sorted(p.name for p in final.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old folder, set aside, is gone
+
+
+def test_atomic_dir_sets_the_old_folder_aside_before_swapping(tmp_path, monkeypatch):
+    """The old output is renamed, not removed, before the new one goes in: a failed swap restores it."""
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "kept.txt").write_text("kept")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(src).endswith(".partial"):
+            raise OSError("swap failed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="swap failed"), atomic_dir(final) as partial:
+        (partial / "new.txt").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["kept.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
@@ -124,11 +143,21 @@ def test_atomic_dir_keeps_the_old_folder_when_building_fails(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_atomic_dir_clears_a_partial_left_by_a_killed_run(tmp_path):
-    stale = tmp_path / "a" / ".out.partial"
+@pytest.mark.parametrize("leftover", [".out.partial", ".out.old"])
+def test_atomic_dir_clears_what_a_killed_run_left(tmp_path, leftover):
+    stale = tmp_path / "a" / leftover
     stale.mkdir(parents=True)
     (stale / "stale.txt").write_text("from a killed run")
     with atomic_dir(tmp_path / "a" / "out") as partial:
         assert not any(partial.iterdir())
         (partial / "f").write_text("x")
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["out"]
+
+
+def test_atomic_dir_restores_an_output_a_killed_swap_left_aside(tmp_path):
+    (tmp_path / ".out.old").mkdir()
+    (tmp_path / ".out.old" / "kept.txt").write_text("kept")
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "out"):
+        raise RuntimeError("this run fails too")
+    assert (tmp_path / "out" / "kept.txt").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
