@@ -16,8 +16,9 @@ run: setup
 
 ## test: set-up + lint (seconds, fails first) + the whole test suite (integration and e2e included),
 ## in TEST_WORKERS processes: most of an end-to-end test's time is process start-up and waiting on
-## Ray, DVC and servers, so two files at once fill two cores (measured: serial 14 min 54 s ->
-## 11 min 41 s with 2, AMD EPYC AVX-512; README "Tests"). TEST_WORKERS=1 runs them one by one
+## Ray, DVC and servers, so two files at once fill two cores (measured serial -> 2: 14 min 54 s ->
+## 11 min 41 s AMD EPYC AVX-512, 19 min 59 s -> 12 min 55 s Intel Xeon AVX-512; README "Tests").
+## TEST_WORKERS=1 runs them one by one
 TEST_WORKERS ?= 2
 test: setup lint
 	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
